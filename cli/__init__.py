@@ -1,0 +1,1 @@
+"""The `catalog` command line: parses arguments, calls one `catalog` function, prints the result."""

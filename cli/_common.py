@@ -1,0 +1,153 @@
+"""What every command shares: the error table, opening the catalog, JSON and table output.
+
+Errors are mapped to messages and exit codes in ONE place (`ERRORS`): a `CatalogError` becomes
+one line ``error: ...`` on stderr and exit code 1, Ctrl-C exits 130, and anything unexpected
+says how to get the traceback (``--debug``). Database URLs never show their password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from catalog.errors import CatalogError
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not bad input
+
+# The CLI framework's own control-flow exceptions pass through untouched. Found via typer's
+# public classes so this works whether typer bundles click or depends on it.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, _CLICK_EXCEPTION)
+
+_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
+
+
+def redact(text: str) -> str:
+    """Hide the password of every URL in `text`.
+
+    >>> redact("cannot reach postgresql+psycopg://alice:s3cret@db:5432/cat")
+    'cannot reach postgresql+psycopg://alice:***@db:5432/cat'
+    """
+    return _PASSWORD_RE.sub(r"\g<head>***", text)
+
+
+def _os_message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}. Check the path and its permissions."
+    return f"{e}. Check the path and its permissions."
+
+
+# The one error table: first matching class wins.
+ERRORS: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (
+    (KeyboardInterrupt, EXIT_INTERRUPTED, lambda e: "interrupted."),
+    (CatalogError, 1, str),
+    (OSError, 1, _os_message),
+    (Exception, EXIT_INTERNAL,
+     lambda e: f"unexpected {type(e).__name__}: {e}. Rerun with --debug for the traceback and "
+               "report it."),
+)
+
+
+def map_error(e: BaseException) -> tuple[str, int]:
+    """The message (password-free) and exit code for an exception, from `ERRORS`."""
+    for cls, code, message in ERRORS:
+        if isinstance(e, cls):
+            exit_code = getattr(e, "exit_code", code) if isinstance(e, CatalogError) else code
+            return redact(message(e) or type(e).__name__), int(exit_code)
+    raise e
+
+
+@dataclasses.dataclass
+class State:
+    """Global options, stored on the root context."""
+
+    db: str | None = None
+    debug: bool = False
+
+
+class CatalogGroup(TyperGroup):
+    """The root command group: runs a subcommand and maps its errors through `ERRORS`."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except (Exception, KeyboardInterrupt) as e:
+            state = ctx.obj if isinstance(ctx.obj, State) else State()
+            if state.debug:
+                raise
+            message, code = map_error(e)
+            err_console.print(f"error: {message}", markup=False)
+            raise typer.Exit(code) from None
+
+
+def state(ctx: typer.Context) -> State:
+    """The global options of the running command."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, State) else State()
+
+
+def open_catalog(ctx: typer.Context) -> Catalog:
+    """Open the catalog named by ``--db`` / ``$CATALOG_DB`` / the default path."""
+    from catalog.store import Catalog
+
+    return Catalog.open(state(ctx).db)
+
+
+def jsonable(obj: Any) -> Any:
+    """Turn pydantic models, dataclasses, enums, sets and datetimes into plain JSON values.
+
+    >>> jsonable({"a": frozenset({"m1", "m0"}), "b": (1, 2.5)})
+    {'a': ['m0', 'm1'], 'b': [1, 2.5]}
+    """
+    if hasattr(obj, "model_dump"):
+        return jsonable(obj.model_dump(mode="json"))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.name.startswith("_")}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (set, frozenset)):
+        return sorted(jsonable(v) for v in obj)
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """Print `obj` as indented JSON on stdout (no colour, no wrapping), for ``--json``."""
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+def fmt_score(value: float | None, digits: int = 3) -> str:
+    """A score for a table cell.
+
+    >>> fmt_score(0.123456), fmt_score(None)
+    ('0.123', '-')
+    """
+    return "-" if value is None else f"{value:.{digits}g}"

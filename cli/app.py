@@ -1,0 +1,69 @@
+"""The root `catalog` app: global options, and the registration of every command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+
+from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
+
+app = typer.Typer(
+    name="catalog",
+    cls=CatalogGroup,
+    help="A catalog of transformer circuits: discover, import, compare and export them, "
+         "with provenance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="CATALOG_DB", show_envvar=True, metavar="PATH|URL",
+        help="Catalog database: a file path or a SQLAlchemy URL (default: "
+             "~/.local/share/circuit-catalog/catalog.db).")] = None,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """A catalog of transformer circuits: discover, import, compare and export them."""
+    ctx.obj = State(db=db, debug=debug)
+
+
+def _optional(module: str) -> object | None:
+    """Import a command module that may not exist yet; other import errors surface."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+
+
+_discover = _optional("cli.discover")
+if _discover is not None:
+    app.command("discover")(_discover.discover)  # type: ignore[attr-defined]
+    app.command("runs")(_discover.runs)  # type: ignore[attr-defined]
+_model = _optional("cli.model")
+if _model is not None:
+    app.add_typer(_model.app, name="model")  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(prog_name="catalog")
+    except KeyboardInterrupt:  # outside a command (commands map it themselves)
+        err_console.print("error: interrupted.", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()
