@@ -1,0 +1,163 @@
+"""Circuits from the literature, shipped as data files in ``catalog/published/data/``.
+
+Each JSON file names a task, a model, the paper (citation and arXiv id), a confidence level and
+the components by role::
+
+    {"schema_version": 1, "name": "ioi-wang2022", "task": "ioi", "model": "gpt2-small",
+     "method": "path-patching", "citation": "...", "arxiv": "2211.00593",
+     "confidence": "high" | "low", "tags": [...], "notes": "...",
+     "components": {"name mover": ["a9.h9", ...], ...},
+     "other_nodes": ["input", "logits"], "node_notes": {"a1.h0": "..."},
+     "edges": ["a0.h1->a3.h2<q>", ...]}          # optional
+
+They are stored with ``source=published``, the citation, and selection rule ``given``.
+`load_published` is idempotent: a file already loaded (same content hash) is not added again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from catalog.errors import FormatError, InvalidInputError, suggest
+from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, Node
+from catalog.naming import parse_edge
+from catalog.provenance import Circuit, Provenance, Selection, SelectionRule, Source
+from catalog.shapes import require_shape
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
+
+SCHEMA_VERSION = 1
+SOURCE_FORMAT = "published"
+_REQUIRED = ("name", "task", "model", "citation", "arxiv", "confidence", "components")
+_CONFIDENCE = ("high", "low")
+
+
+@dataclass(frozen=True)
+class PublishedCircuit:
+    """One shipped data file, parsed: its file name, content hash and circuit."""
+
+    file: str
+    sha256: str
+    circuit: Circuit
+
+    @property
+    def name(self) -> str:
+        return self.circuit.name or self.file
+
+    @property
+    def confidence(self) -> str:
+        return "low" if "low-confidence" in self.circuit.tags else "high"
+
+
+def _data_files() -> list[tuple[str, bytes]]:
+    folder = resources.files(__name__) / "data"
+    return sorted((f.name, f.read_bytes()) for f in folder.iterdir() if f.name.endswith(".json"))
+
+
+def parse_published(file: str, raw: bytes) -> PublishedCircuit:
+    """Parse one published-circuit file (format above) into a circuit; `FormatError` if malformed."""
+    try:
+        doc: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FormatError(f"Published circuit file {file} is not valid JSON ({e}).") from None
+    if not isinstance(doc, dict):
+        raise FormatError(f"Published circuit file {file} must hold a JSON object.")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise FormatError(f"Published circuit file {file} has schema_version "
+                          f"{doc.get('schema_version')!r}; this version reads {SCHEMA_VERSION}.")
+    missing = [k for k in _REQUIRED if k not in doc]
+    if missing:
+        raise FormatError(f"Published circuit file {file} lacks {', '.join(missing)}.")
+    if doc["confidence"] not in _CONFIDENCE:
+        raise FormatError(f"Published circuit file {file}: confidence must be high or low.")
+    try:
+        return PublishedCircuit(file, hashlib.sha256(raw).hexdigest(), _circuit(file, doc))
+    except InvalidInputError as e:
+        raise FormatError(f"Published circuit file {file}: {e}") from None
+
+
+def _circuit(file: str, doc: dict[str, Any]) -> Circuit:
+    shape = require_shape(doc["model"])
+    roles: dict[str, list[str]] = doc["components"]
+    node_notes: dict[str, str] = doc.get("node_notes", {})
+    ids = [i for members in roles.values() for i in members] + list(doc.get("other_nodes", []))
+    nodes = tuple(Node.of(i) for i in dict.fromkeys(ids))
+    edges = []
+    for text in doc.get("edges", []):
+        src, dst, qkv = parse_edge(text)
+        edges.append(Edge(src, dst, qkv))
+    anns = [Annotation(AnnotationKind.ROLE, role, node=i) for role, members in roles.items()
+            for i in members]
+    anns += [Annotation(AnnotationKind.NOTE, note, node=i) for i, note in node_notes.items()]
+    anns.append(Annotation(AnnotationKind.CITATION, doc["citation"]))
+    anns.append(Annotation(AnnotationKind.NOTE, f"confidence: {doc['confidence']}"))
+    tags = list(doc.get("tags", []))
+    if doc["confidence"] == "low" and "low-confidence" not in tags:
+        tags.append("low-confidence")
+    provenance = Provenance(
+        source=Source.PUBLISHED,
+        source_format=SOURCE_FORMAT,
+        source_file=f"catalog/published/data/{file}",
+        method=doc.get("method"),
+        selection=Selection(rule=SelectionRule.GIVEN),
+        library_versions={},
+        citation=f"{doc['citation']} (arXiv:{doc['arxiv']})"
+        if f"arXiv:{doc['arxiv']}" not in doc["citation"] else doc["citation"],
+        notes=doc.get("notes"),
+    )
+    graph = CircuitGraph(shape, nodes, tuple(edges), tuple(anns))
+    return Circuit(graph=graph, task=doc["task"], provenance=provenance, name=doc["name"],
+                   tags=tuple(tags))
+
+
+def published_circuits() -> list[PublishedCircuit]:
+    """Every circuit shipped with the package, parsed and validated, in file-name order."""
+    out = []
+    for file, raw in _data_files():
+        entry = parse_published(file, raw)
+        out.append(PublishedCircuit(entry.file, entry.sha256, _with_hash(entry)))
+    return out
+
+
+def _with_hash(entry: PublishedCircuit) -> Circuit:
+    c = entry.circuit
+    prov = c.provenance.model_copy(update={"source_sha256": entry.sha256})
+    return Circuit(graph=c.graph, task=c.task, provenance=prov, name=c.name, tags=c.tags)
+
+
+def load_published(cat: Catalog, names: Iterable[str] | None = None) -> list[int]:
+    """Add the shipped circuits (all, or those named) to `cat`; return their ids in the catalog.
+
+    Idempotent: a circuit whose data file (by content hash) is already in the catalog is not added
+    again; its existing id is returned.
+    """
+    entries = published_circuits()
+    if names is not None:
+        known = {e.name: e for e in entries}
+        wanted = list(dict.fromkeys(names))
+        for n in wanted:
+            if n not in known:
+                raise suggest(n, list(known), "published circuit")
+        entries = [known[n] for n in wanted]
+    present = loaded_published(cat)
+    ids = []
+    for entry in entries:
+        existing = present.get(entry.sha256)
+        ids.append(existing if existing is not None else cat.add(entry.circuit))
+    return ids
+
+
+def loaded_published(cat: Catalog) -> dict[str, int]:
+    """Content hash -> catalog id of the published circuits already in `cat`."""
+    out: dict[str, int] = {}
+    for summary in cat.list(source=Source.PUBLISHED.value):
+        sha = cat.get(summary.id).provenance.source_sha256
+        if sha is not None:
+            out.setdefault(sha, summary.id)
+    return out
