@@ -1,0 +1,69 @@
+"""Models circuits are found in: the embedded default, TransformerLens names, local HF folders.
+
+`load_model` returns a `LoadedModel`: a TransformerLens `HookedTransformer` with its tokenizer and
+the `ModelShape` circuits are validated against. torch and TransformerLens load only when a
+model is loaded; importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from catalog.graph import ModelShape
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
+#: Where the default model ships inside the package.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
+#: The catalog's name for the embedded default model.
+DEFAULT_MODEL_NAME = "catalog-default"
+
+
+class ModelSource(str, Enum):
+    """Where a loaded model came from."""
+
+    EMBEDDED = "embedded"
+    LOCAL = "local"
+    TRANSFORMERLENS = "transformerlens"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for discovery: the hooked model, its tokenizer and its catalog identity."""
+
+    model: HookedTransformer
+    tokenizer: Any
+    shape: ModelShape
+    name: str
+    is_default: bool
+    source: ModelSource
+    device: str
+    dtype: str
+
+    def describe(self) -> str:
+        """One line naming the model, saying when it is the embedded default."""
+        s = self.shape
+        what = "the embedded default model" if self.is_default else f"{self.source.value} model"
+        return (f"{self.name} ({what}; {s.n_layers} layers x {s.n_heads} heads, d_model {s.d_model}, "
+                f"{self.device}, {self.dtype})")
+
+
+def load_model(name_or_path: str | None = None, device: str | None = None,
+               dtype: str = "float32") -> LoadedModel:
+    """Load a model for discovery.
+
+    ``None`` loads the embedded default model; a TransformerLens name (``gpt2-small``,
+    ``pythia-70m``, ...) loads cached Hugging Face weights through TransformerLens; a path loads a
+    local Hugging Face model folder (or a folder laid out like the default model). ``device``
+    defaults to CUDA when available. Raises `ModelLoadError` with what to do on failure.
+    """
+    from catalog.models.loading import load
+
+    return load(name_or_path, device=device, dtype=dtype)
+
+
+__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "LoadedModel", "ModelSource", "load_model"]
