@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -26,8 +27,19 @@ from catalog.errors import CatalogError
 if TYPE_CHECKING:
     from catalog.store import Catalog
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A plain console (ids like ``f3.12[clt]`` are not markup); wide when piped, so tables in
+    files and pipes are never truncated."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True,
+                   width=200 if wide else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not bad input

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cli import circuits, published
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -35,6 +36,13 @@ def root(
 ) -> None:
     """A catalog of transformer circuits: discover, import, compare and export them."""
     ctx.obj = State(db=db, debug=debug)
+
+
+app.command("import")(circuits.import_)
+app.command("list")(circuits.list_)
+app.command("show")(circuits.show)
+app.command("delete")(circuits.delete)
+app.add_typer(published.app, name="published")
 
 
 def _optional(module: str) -> object | None:

@@ -45,6 +45,7 @@ class PublishedCircuit:
     file: str
     sha256: str
     circuit: Circuit
+    arxiv: str = ""
 
     @property
     def name(self) -> str:
@@ -77,7 +78,8 @@ def parse_published(file: str, raw: bytes) -> PublishedCircuit:
     if doc["confidence"] not in _CONFIDENCE:
         raise FormatError(f"Published circuit file {file}: confidence must be high or low.")
     try:
-        return PublishedCircuit(file, hashlib.sha256(raw).hexdigest(), _circuit(file, doc))
+        return PublishedCircuit(file, hashlib.sha256(raw).hexdigest(), _circuit(file, doc),
+                                str(doc["arxiv"]))
     except InvalidInputError as e:
         raise FormatError(f"Published circuit file {file}: {e}") from None
 
@@ -121,7 +123,7 @@ def published_circuits() -> list[PublishedCircuit]:
     out = []
     for file, raw in _data_files():
         entry = parse_published(file, raw)
-        out.append(PublishedCircuit(entry.file, entry.sha256, _with_hash(entry)))
+        out.append(PublishedCircuit(entry.file, entry.sha256, _with_hash(entry), entry.arxiv))
     return out
 
 

@@ -1,0 +1,178 @@
+"""Commands on single circuits: import, list, show, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from catalog.graph import CircuitGraph
+from catalog.naming import NodeKind
+from catalog.provenance import Circuit
+from cli._common import console, fmt_score, jsonable, open_catalog, print_json
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Model name, e.g. gpt2-small.")]
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Task name, e.g. ioi.")]
+
+
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
+    format: Annotated[str | None, typer.Option(
+        "--format", "-f", metavar="FORMAT", help="Force a format: catalog-json, eap-ig, circuit-tracer, graphml "
+                               "(default: detect).")] = None,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name for the circuit.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag to add (repeatable).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML."""
+    from catalog.formats import import_file
+
+    cat = open_catalog(ctx)
+    ids = import_file(cat, file, format=format, model=model, task=task, name=name,
+                      tags=tuple(tag or ()))
+    if json_:
+        print_json({"ids": ids})
+        return
+    for cid in ids:
+        console.print(f"imported circuit {cid} from {file}")
+
+
+def list_(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    task: TaskOpt = None,
+    method: Annotated[str | None, typer.Option("--method", metavar="METHOD", help="Discovery method.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", metavar="TAG", help="Only circuits with this tag.")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", metavar="SOURCE", help="discovery, import or published.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the circuits in the catalog, newest first, optionally filtered."""
+    rows = open_catalog(ctx).list(model=model, task=task, method=method, tag=tag, source=source)
+    if json_:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no circuits (import some with `catalog import FILE` or "
+                      "`catalog published load`).")
+        return
+    table = Table("id", "name", "model", "task", "method", "nodes", "edges", "heads", "mlps",
+                  "faith.", "tags", box=None, pad_edge=False)
+    for r in rows:
+        faith = r.metrics.get("faithfulness") if r.metrics else None
+        table.add_row(str(r.id), r.name or "-", r.model, r.task, r.method or str(r.source),
+                      str(r.n_nodes), str(r.n_edges), str(r.n_heads), str(r.n_mlps),
+                      fmt_score(faith), ",".join(r.tags))
+    console.print(table)
+
+
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Circuit id, or a task name (its newest circuit).")],
+    model: ModelOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
+    cat = open_catalog(ctx)
+    circuit = cat.get(cat.resolve(ref, model=model))
+    if json_:
+        print_json(circuit_record(circuit))
+        return
+    render_circuit(circuit)
+
+
+def delete(
+    ctx: typer.Context,
+    circuit_id: Annotated[int, typer.Argument(metavar="ID", help="Circuit id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a circuit (its nodes, edges, annotations and tags) in one transaction."""
+    cat = open_catalog(ctx)
+    circuit = cat.get(circuit_id)
+    if not yes:
+        typer.confirm(f"Delete circuit {circuit_id} ({circuit.name or circuit.task} on "
+                      f"{circuit.model})?", abort=True)
+    cat.delete(circuit_id)
+    console.print(f"deleted circuit {circuit_id}")
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def circuit_record(c: Circuit) -> dict[str, Any]:
+    """The JSON `show` prints: metadata, provenance, metrics, and the in-circuit nodes and edges."""
+    roles, labels = c.graph.roles(), c.graph.labels()
+    return {
+        "id": c.id, "name": c.name, "model": c.model, "task": c.task, "tags": list(c.tags),
+        "run_id": c.run_id, "provenance": jsonable(c.provenance), "metrics": jsonable(c.metrics),
+        "summary": c.graph.summary(),
+        "nodes": [{"id": n.id, "kind": n.kind.value, "score": n.score, "role": roles.get(n.id),
+                   "label": labels.get(n.id)} for n in c.graph.circuit_nodes],
+        "edges": [{"id": e.id, "score": e.score} for e in c.graph.circuit_edges],
+    }
+
+
+_METRICS = (("faithfulness", "faithfulness"), ("cpr", "CPR"), ("cmd", "CMD"))
+
+
+def render_circuit(c: Circuit) -> None:
+    """Print a circuit for people: what, where from, how selected, how good, which components."""
+    p = c.provenance
+    s = c.graph.summary()
+    console.print(f"circuit {c.id}: {c.name or '-'}   task {c.task}   model {c.model}"
+                  + (f" (revision {c.graph.shape.revision})" if c.graph.shape.revision else ""))
+    console.print(f"  size: {s['nodes']} nodes ({s['heads']} heads, {s['mlps']} MLPs, "
+                  f"{s['features']} features), {s['edges']} edges of {s['scored_edges']} scored")
+    if c.tags:
+        console.print(f"  tags: {', '.join(c.tags)}")
+    console.print(f"  source: {p.source.value}"
+                  + (f" ({p.source_format})" if p.source_format else "")
+                  + (f" from {p.source_file}" if p.source_file else ""))
+    _field("method", p.method and (p.method + (f" {p.method_params}" if p.method_params else "")))
+    _field("selection", p.selection.describe() if p.selection else None)
+    _field("ablation", p.ablation.value if p.ablation else None)
+    _field("metric", p.metric)
+    _field("dataset", p.dataset_hash and f"{p.dataset_hash} ({p.dataset_size} examples)")
+    _field("seed", p.seed)
+    _field("citation", p.citation)
+    _field("notes", p.notes)
+    _field("created", f"{p.created_at:%Y-%m-%d %H:%M} UTC by {p.created_by}")
+    if p.library_versions:
+        _field("versions", ", ".join(f"{k} {v}" for k, v in sorted(p.library_versions.items())))
+    for key, label in _METRICS:
+        if c.metrics.get(key) is not None:
+            _field(label, fmt_score(c.metrics[key]))
+    curve = c.metrics.get("faithfulness_curve")
+    if curve:
+        _field("faithfulness curve", "  ".join(f"{x:g}:{fmt_score(f, 2)}" for x, f in curve))
+    _render_nodes(c.graph)
+
+
+def _field(label: str, value: object) -> None:
+    if value is not None and value != "":
+        console.print(f"  {label}: {value}", markup=False)
+
+
+_KIND_TITLES = ((NodeKind.INPUT, "input"), (NodeKind.ATTENTION, "attention heads"),
+                (NodeKind.MLP, "MLPs"), (NodeKind.FEATURE, "features"),
+                (NodeKind.ERROR, "error nodes"), (NodeKind.LOGITS, "logits"))
+
+
+def _render_nodes(g: CircuitGraph) -> None:
+    roles, labels = g.roles(), g.labels()
+    nodes = g.circuit_nodes
+    for kind, title in _KIND_TITLES:
+        of_kind = [n for n in nodes if n.kind is kind]
+        if not of_kind:
+            continue
+        console.print(f"{title} ({len(of_kind)}):")
+        table = Table("id", "score", "role", box=None, pad_edge=False, padding=(0, 2, 0, 2))
+        for n in of_kind:
+            table.add_row(n.id, fmt_score(n.score), roles.get(n.id) or labels.get(n.id) or "")
+        console.print(table)
