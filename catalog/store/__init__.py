@@ -1,0 +1,32 @@
+"""The SQL store: circuits, runs and provenance in SQLite or PostgreSQL, built by Alembic.
+
+>>> from catalog.store import Catalog
+>>> cat = Catalog.open(":memory:")
+>>> cat.list()
+[]
+"""
+
+from catalog.store.catalog import Catalog
+from catalog.store.engine import default_path, resolve_url
+from catalog.store.records import (
+    CircuitSummary,
+    ComponentCount,
+    FindHit,
+    Membership,
+    RunRecord,
+    TaskOverlap,
+)
+from catalog.store.schema import RunStatus
+
+__all__ = [
+    "Catalog",
+    "CircuitSummary",
+    "ComponentCount",
+    "FindHit",
+    "Membership",
+    "RunRecord",
+    "RunStatus",
+    "TaskOverlap",
+    "default_path",
+    "resolve_url",
+]

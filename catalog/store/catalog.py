@@ -1,0 +1,465 @@
+"""`Catalog`: the store's public face. Add, get, list, resolve and delete circuits, record
+discovery runs, and answer aggregate questions in SQL.
+
+Every write is one transaction through `Connector.session_scope`, so a failed or interrupted
+add leaves nothing behind. Nodes and edges are written with Core ``insert()`` executemany
+batches (one statement per table), not one ORM object per edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from catalog.errors import AmbiguousReferenceError, InvalidInputError, NotFoundError, suggest
+from catalog.graph import ModelShape
+from catalog.naming import NodeKind
+from catalog.provenance import Circuit, Provenance
+from catalog.shapes import canonical_model_name
+from catalog.store import aggregates, engine
+from catalog.store.convert import (
+    annotation_rows,
+    check_metrics,
+    edge_rows,
+    graph_from,
+    node_rows,
+    provenance_columns,
+    provenance_from,
+    shape_from,
+    utc,
+)
+from catalog.store.records import (
+    CircuitSummary,
+    ComponentCount,
+    FindHit,
+    Membership,
+    RunRecord,
+    TaskOverlap,
+)
+from catalog.store.schema import (
+    AnnotationRow,
+    CircuitRow,
+    EdgeRow,
+    ModelRow,
+    NodeRow,
+    RunRow,
+    RunStatus,
+    TagRow,
+    TaskRow,
+)
+
+_BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def model_names(model: str) -> set[str]:
+    """The stored names a model filter matches: as given and as the canonical name."""
+    return {model.strip(), canonical_model_name(model)}
+
+
+class Catalog:
+    """A circuit catalog in one database (SQLite file or PostgreSQL). Open with `Catalog.open`."""
+
+    def __init__(self, connector: engine.Connector) -> None:
+        self._db = connector
+
+    # --- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, *, check_schema: bool = True) -> Catalog:
+        """Open the catalog at `url` (a path or SQLAlchemy URL; None: ``$CATALOG_DB``, then the
+        default file). A new, empty database is migrated to head. An existing one behind head
+        raises `SchemaOutOfDateError` unless `check_schema` is False (for ``catalog db upgrade``)."""
+        connector = engine.Connector(engine.make_engine(engine.resolve_url(url)))
+        engine.check_schema(connector, migrate_empty=check_schema)
+        return cls(connector)
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password masked."""
+        return self._db.url
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.engine.dialect.name
+
+    def upgrade(self, target: str = "head") -> None:
+        """Apply the migrations up to `target` (the newest by default)."""
+        engine.upgrade(self._db, target)
+
+    def current_revision(self) -> str | None:
+        return engine.current_revision(self._db)
+
+    def head_revision(self) -> str:
+        return engine.head_revision()
+
+    def close(self) -> None:
+        self._db.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.url!r})"
+
+    # --- circuits -----------------------------------------------------------------------------
+
+    def add(self, circuit: Circuit) -> int:
+        """Store `circuit` in one transaction and return its new id (`circuit.id` is ignored)."""
+        if not isinstance(circuit, Circuit):
+            raise InvalidInputError(f"Catalog.add takes a catalog.provenance.Circuit, not {type(circuit).__name__}.")
+        with self._db.session_scope(write=True) as s:
+            if circuit.run_id is not None:
+                self._running(s, circuit.run_id)
+            return self._insert(s, circuit, circuit.run_id)
+
+    def _insert(self, s: Session, circuit: Circuit, run_id: int | None) -> int:
+        if not circuit.task or not circuit.task.strip():
+            raise InvalidInputError("A circuit needs a task name (e.g. ioi); pass --task when importing.")
+        graph = circuit.graph
+        size = graph.summary()
+        tags = tuple(circuit.tags)
+        if any(not isinstance(t, str) or not t.strip() for t in tags):
+            raise InvalidInputError(f"Tags must be non-empty strings, got {list(tags)!r}.")
+        values = {
+            "name": circuit.name,
+            "model_id": self._model_id(s, graph.shape),
+            "task_id": self._task_id(s, circuit.task.strip()),
+            "run_id": run_id,
+            "metrics": check_metrics(circuit.metrics),
+            "added_at": _now(),
+            "n_nodes": size["nodes"], "n_edges": size["edges"], "n_heads": size["heads"],
+            "n_mlps": size["mlps"], "n_features": size["features"], "n_scored_edges": size["scored_edges"],
+            **provenance_columns(circuit.provenance),
+        }
+        cid = int(s.execute(insert(CircuitRow).values(**values).returning(CircuitRow.id)).scalar_one())
+        for table, rows in ((NodeRow, node_rows(cid, graph)), (EdgeRow, edge_rows(cid, graph)),
+                            (AnnotationRow, annotation_rows(cid, graph)),
+                            (TagRow, [{"circuit_id": cid, "position": i, "tag": t} for i, t in enumerate(tags)])):
+            for start in range(0, len(rows), _BATCH):
+                s.execute(insert(table.__table__), rows[start:start + _BATCH])
+        return cid
+
+    def _model_id(self, s: Session, shape: ModelShape) -> int:
+        revision = shape.revision or ""
+        find = select(ModelRow).where(ModelRow.name == shape.name, ModelRow.revision == revision)
+        row = s.scalars(find).one_or_none()
+        if row is None:
+            try:
+                with s.begin_nested():
+                    s.execute(insert(ModelRow).values(
+                        name=shape.name, revision=revision, n_layers=shape.n_layers, n_heads=shape.n_heads,
+                        d_model=shape.d_model, parallel_attn_mlp=shape.parallel_attn_mlp))
+            except IntegrityError:
+                pass  # another writer added it meanwhile (PostgreSQL); read theirs
+            row = s.scalars(find).one()
+        stored = shape_from(row)
+        if stored != shape:
+            raise InvalidInputError(
+                f"Model '{shape.name}'{f' revision {revision}' if revision else ''} is already in the catalog "
+                f"with {_describe(stored)}, but this circuit's graph has {_describe(shape)}. Give this model "
+                "another name or revision, or fix the shape."
+            )
+        return row.id
+
+    def _task_id(self, s: Session, task: str) -> int:
+        find = select(TaskRow.id).where(TaskRow.name == task)
+        tid = s.scalar(find)
+        if tid is None:
+            try:
+                with s.begin_nested():
+                    s.execute(insert(TaskRow).values(name=task))
+            except IntegrityError:
+                pass
+            tid = s.scalar(find)
+        return int(tid)  # type: ignore[arg-type]
+
+    def get(self, circuit_id: int) -> Circuit:
+        """The stored circuit, exactly as added (with its id and run id set)."""
+        cid = _as_id(circuit_id)
+        with self._db.session_scope() as s:
+            row = s.get(CircuitRow, cid)
+            if row is None:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+            shape = shape_from(s.get_one(ModelRow, row.model_id))
+            task = s.get_one(TaskRow, row.task_id).name
+            nodes = s.execute(select(NodeRow.__table__).where(NodeRow.circuit_id == cid)).all()
+            edges = s.execute(select(EdgeRow.__table__).where(EdgeRow.circuit_id == cid)).all()
+            anns = s.execute(select(AnnotationRow.__table__).where(AnnotationRow.circuit_id == cid)).all()
+            tags = s.scalars(select(TagRow.tag).where(TagRow.circuit_id == cid).order_by(TagRow.position)).all()
+            return Circuit(graph=graph_from(shape, nodes, edges, anns), task=task,
+                           provenance=provenance_from(row), name=row.name, tags=tuple(tags),
+                           metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
+
+    def delete(self, circuit_id: int) -> None:
+        """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
+        cid = _as_id(circuit_id)
+        with self._db.session_scope(write=True) as s:
+            for table in (TagRow, AnnotationRow, EdgeRow, NodeRow):  # explicit: no reliance on cascades
+                s.execute(delete(table).where(table.circuit_id == cid))
+            if s.execute(delete(CircuitRow).where(CircuitRow.id == cid)).rowcount == 0:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+
+    def list(self, model: str | None = None, task: str | None = None, method: str | None = None,
+             tag: str | None = None, source: str | None = None) -> list[CircuitSummary]:
+        """Summaries of the stored circuits matching every filter given, oldest first."""
+        q = _summary_select()
+        if model:
+            q = q.where(ModelRow.name.in_(model_names(model)))
+        if task:
+            q = q.where(TaskRow.name == task.strip())
+        if method:
+            q = q.where(CircuitRow.method == method.strip())
+        if source:
+            q = q.where(CircuitRow.source == str(getattr(source, "value", source)).strip())
+        if tag:
+            q = q.where(CircuitRow.id.in_(select(TagRow.circuit_id).where(TagRow.tag == tag.strip())))
+        with self._db.session_scope() as s:
+            rows = s.execute(q.order_by(CircuitRow.id)).all()
+            tags = _tags_of(s, [r.id for r in rows])
+        return [_summary(r, tags.get(r.id, ())) for r in rows]
+
+    def summary(self, circuit_id: int) -> CircuitSummary:
+        """The listing line of one circuit, without loading its graph."""
+        cid = _as_id(circuit_id)
+        with self._db.session_scope() as s:
+            row = s.execute(_summary_select().where(CircuitRow.id == cid)).one_or_none()
+            if row is None:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+            return _summary(row, _tags_of(s, [cid]).get(cid, ()))
+
+    def models(self) -> list[ModelShape]:
+        """The model shapes the catalog knows, by name."""
+        with self._db.session_scope() as s:
+            return [shape_from(r) for r in s.scalars(select(ModelRow).order_by(ModelRow.name, ModelRow.revision))]
+
+    def tasks(self) -> list[str]:
+        """The task names that have at least one circuit, sorted."""
+        with self._db.session_scope() as s:
+            q = select(TaskRow.name).where(TaskRow.id.in_(select(CircuitRow.task_id))).order_by(TaskRow.name)
+            return list(s.scalars(q))
+
+    def resolve(self, ref: str | int, model: str | None = None) -> int:
+        """A circuit id from `ref`: an id (``12`` or ``#12``), a task name (the newest circuit for
+        that task on `model`), or else a circuit name (the newest with that name).
+
+        Raises `AmbiguousReferenceError`, listing the candidates, when the name matches circuits
+        on several models and no `model` is given; `NotFoundError` when nothing matches.
+        """
+        text = str(ref).strip()
+        if text.lstrip("#").isdigit():
+            cid = int(text.lstrip("#"))
+            with self._db.session_scope() as s:
+                if s.get(CircuitRow, cid) is None:
+                    raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+            return cid
+        with self._db.session_scope() as s:
+            for what, column in (("task", TaskRow.name), ("circuit name", CircuitRow.name)):
+                q = _summary_select().where(column == text)
+                if model:
+                    q = q.where(ModelRow.name.in_(model_names(model)))
+                rows = s.execute(q.order_by(CircuitRow.id.desc())).all()
+                if not rows:
+                    continue
+                newest: dict[str, Any] = {}
+                for r in rows:
+                    newest.setdefault(r.model, r)
+                if len(newest) > 1:
+                    listed = "; ".join(f"#{r.id} on {m} ({r.name or 'unnamed'})" for m, r in sorted(newest.items()))
+                    raise AmbiguousReferenceError(
+                        f"The {what} '{text}' has circuits on several models: {listed}. Choose one with "
+                        "--model, or give a circuit id."
+                    )
+                return int(rows[0].id)
+            known = list(s.scalars(select(TaskRow.name)))
+        where = f" on model {model}" if model else ""
+        if known:
+            err = suggest(text, known, "task")
+            raise NotFoundError(f"No circuit for '{text}'{where}: not an id, task or circuit name. "
+                                f"{str(err).split('. ', 1)[1]}")
+        raise NotFoundError(f"No circuit for '{text}'{where}: the catalog {self.url} is empty. Import or discover one first.")
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, model: ModelShape, task: str, provenance: Provenance) -> int:
+        """Record a discovery run as ``running`` and return its id."""
+        if not task or not task.strip():
+            raise InvalidInputError("A run needs a task name.")
+        with self._db.session_scope(write=True) as s:
+            values = {"model_id": self._model_id(s, model), "task_id": self._task_id(s, task.strip()),
+                      "status": RunStatus.RUNNING.value, "started_at": _now(), **provenance_columns(provenance)}
+            return int(s.execute(insert(RunRow).values(**values).returning(RunRow.id)).scalar_one())
+
+    def finish_run(self, run_id: int, circuit: Circuit) -> int:
+        """Store the run's circuit and mark the run ``done``, in one transaction; the circuit id."""
+        with self._db.session_scope(write=True) as s:
+            self._running(s, run_id)
+            cid = self._insert(s, replace(circuit, run_id=run_id), run_id)
+            s.execute(update(RunRow).where(RunRow.id == run_id)
+                      .values(status=RunStatus.DONE.value, finished_at=_now(), error=None))
+            return cid
+
+    def fail_run(self, run_id: int, message: str) -> None:
+        """Mark a running run ``failed`` with the error message (no circuit is stored)."""
+        with self._db.session_scope(write=True) as s:
+            self._running(s, run_id)
+            s.execute(update(RunRow).where(RunRow.id == run_id)
+                      .values(status=RunStatus.FAILED.value, finished_at=_now(), error=str(message)))
+
+    def _running(self, s: Session, run_id: int) -> RunRow:
+        row = s.get(RunRow, _as_id(run_id, "run"))
+        if row is None:
+            raise NotFoundError(f"No run #{run_id} in {self.url}. Run `catalog runs` to see the runs.")
+        if row.status != RunStatus.RUNNING.value:
+            raise InvalidInputError(f"Run #{run_id} is already {row.status}; start a new run instead.")
+        return row
+
+    def get_run(self, run_id: int) -> RunRecord:
+        rid = _as_id(run_id, "run")
+        runs = self.list_runs(_ids=[rid])
+        if not runs:
+            raise NotFoundError(f"No run #{rid} in {self.url}. Run `catalog runs` to see the runs.")
+        return runs[0]
+
+    def list_runs(self, status: str | None = None, model: str | None = None, task: str | None = None,
+                  *, _ids: Sequence[int] | None = None) -> list[RunRecord]:
+        """Runs matching the filters, oldest first."""
+        q = (select(RunRow, ModelRow.name.label("model"), TaskRow.name.label("task"))
+             .join(ModelRow, RunRow.model_id == ModelRow.id).join(TaskRow, RunRow.task_id == TaskRow.id))
+        if status:
+            if status not in {s.value for s in RunStatus}:
+                raise InvalidInputError(f"Unknown run status '{status}'. Use running, done or failed.")
+            q = q.where(RunRow.status == status)
+        if model:
+            q = q.where(ModelRow.name.in_(model_names(model)))
+        if task:
+            q = q.where(TaskRow.name == task.strip())
+        if _ids is not None:
+            q = q.where(RunRow.id.in_(list(_ids)))
+        with self._db.session_scope() as s:
+            rows = s.execute(q.order_by(RunRow.id)).all()
+            ids = [r.RunRow.id for r in rows]
+            made: dict[int, list[int]] = {}
+            if ids:
+                for cid, rid in s.execute(select(CircuitRow.id, CircuitRow.run_id)
+                                          .where(CircuitRow.run_id.in_(ids)).order_by(CircuitRow.id)):
+                    made.setdefault(rid, []).append(cid)
+            return [_run_record(r.RunRow, r.model, r.task, made.get(r.RunRow.id, ())) for r in rows]
+
+    # --- aggregates (SQL; no graph is loaded) ---------------------------------------------------
+
+    def component_counts(self, model: str | None = None,
+                         kinds: Iterable[NodeKind | str] | None = None) -> list[ComponentCount]:
+        """Per (model, component): how many distinct tasks and circuits contain it, and which tasks."""
+        with self._db.session_scope() as s:
+            return aggregates.component_counts(s, _names(model), _kinds(kinds))
+
+    def task_overlap(self, model: str, kinds: Iterable[NodeKind | str] | None = None) -> TaskOverlap:
+        """Task x task shared-component counts over the newest circuit per task on `model`."""
+        with self._db.session_scope() as s:
+            return aggregates.task_overlap(s, model, model_names(model), _kinds(kinds))
+
+    def find(self, component_id: str, model: str | None = None) -> list[FindHit]:
+        """Every circuit whose circuit contains `component_id`, with its role and score there.
+
+        Without a position (``f3.1200[clt]``, ``a9.h9``) the id also matches positioned nodes
+        (``f3.1200@4[clt]``, ``a9.h9@7``)."""
+        with self._db.session_scope() as s:
+            return aggregates.find(s, component_id, _names(model))
+
+    def membership(self, model: str | None = None, kinds: Iterable[NodeKind | str] | None = None,
+                   circuit_ids: Iterable[int] | None = None) -> Membership:
+        """Member component ids per circuit (one query), for all-pairs overlap."""
+        ids = None if circuit_ids is None else [_as_id(c) for c in circuit_ids]
+        with self._db.session_scope() as s:
+            return aggregates.membership(s, model, _names(model), _kinds(kinds), ids)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _as_id(value: Any, what: str = "circuit") -> int:
+    try:
+        out = int(str(value).lstrip("#")) if not isinstance(value, bool) else None
+    except ValueError:
+        out = None
+    if out is None or out < 1:
+        raise InvalidInputError(f"'{value}' is not a {what} id; ids are positive integers (see `catalog list`).")
+    return out
+
+
+def _names(model: str | None) -> set[str] | None:
+    return model_names(model) if model else None
+
+
+def _kinds(kinds: Iterable[NodeKind | str] | None) -> list[str] | None:
+    if kinds is None:
+        return None
+    out = []
+    for k in kinds:
+        try:
+            out.append(NodeKind(k).value)
+        except ValueError:
+            raise InvalidInputError(
+                f"Unknown component kind '{k}'. Known: {', '.join(n.value for n in NodeKind)}."
+            ) from None
+    return out
+
+
+def _describe(shape: ModelShape) -> str:
+    extra = f", d_model {shape.d_model}" if shape.d_model else ""
+    par = ", parallel attention/MLP" if shape.parallel_attn_mlp else ""
+    return f"{shape.n_layers} layers x {shape.n_heads} heads{extra}{par}"
+
+
+def _summary_select() -> Select[Any]:
+    return (select(CircuitRow.id, CircuitRow.name, ModelRow.name.label("model"), TaskRow.name.label("task"),
+                   CircuitRow.method, CircuitRow.source, CircuitRow.n_nodes, CircuitRow.n_edges,
+                   CircuitRow.n_heads, CircuitRow.n_mlps, CircuitRow.n_features, CircuitRow.n_scored_edges,
+                   CircuitRow.created_at, CircuitRow.added_at, CircuitRow.metrics, CircuitRow.run_id)
+            .join(ModelRow, CircuitRow.model_id == ModelRow.id)
+            .join(TaskRow, CircuitRow.task_id == TaskRow.id))
+
+
+def _tags_of(s: Session, ids: list[int]) -> dict[int, tuple[str, ...]]:
+    out: dict[int, list[str]] = {}
+    if ids:
+        q = select(TagRow.circuit_id, TagRow.tag).order_by(TagRow.circuit_id, TagRow.position)
+        if len(ids) < 1000:
+            q = q.where(TagRow.circuit_id.in_(ids))
+        for cid, tag in s.execute(q):
+            out.setdefault(cid, []).append(tag)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _summary(r: Any, tags: tuple[str, ...]) -> CircuitSummary:
+    return CircuitSummary(
+        id=r.id, name=r.name, model=r.model, task=r.task, method=r.method, source=r.source,
+        n_nodes=r.n_nodes, n_edges=r.n_edges, n_heads=r.n_heads, n_mlps=r.n_mlps, n_features=r.n_features,
+        n_scored_edges=r.n_scored_edges, created_at=utc(r.created_at), added_at=utc(r.added_at),
+        tags=tags, metrics=dict(r.metrics or {}), run_id=r.run_id,
+    )
+
+
+def _run_record(row: RunRow, model: str, task: str, circuits: Iterable[int]) -> RunRecord:
+    started = utc(row.started_at)
+    finished = utc(row.finished_at) if row.finished_at else None
+    return RunRecord(
+        id=row.id, model=model, task=task, status=row.status, provenance=provenance_from(row),
+        started_at=started, finished_at=finished,
+        seconds=(finished - started).total_seconds() if finished else None, error=row.error,
+        circuit_ids=tuple(circuits),
+    )

@@ -1,0 +1,135 @@
+"""Conversion between domain values (`Circuit`, `Provenance`, graph parts) and table rows.
+
+Kept apart from the queries so the mapping is in one place: what `add` writes is exactly what
+`get` reads back, and `get(add(c))` equals `c` (graph, provenance, metrics, tags, name).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from catalog.errors import InvalidInputError
+from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
+from catalog.naming import QKV, NodeKind
+from catalog.provenance import Provenance, Selection
+
+
+def utc(moment: datetime) -> datetime:
+    """An aware UTC datetime; naive values are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def json_value(value: Any, what: str) -> Any:
+    """Check that `value` can be stored as JSON on every backend (no NaN or infinity)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"The circuit's {what} cannot be stored: {exc}. Use JSON values (numbers, strings, lists, "
+            "dicts) and finite numbers; store a missing value as null."
+        ) from None
+    return value
+
+
+def provenance_columns(p: Provenance) -> dict[str, Any]:
+    """Provenance as the column values shared by the runs and circuits tables."""
+    sel = p.selection
+    return {
+        "source": p.source.value,
+        "source_format": p.source_format,
+        "source_file": p.source_file,
+        "source_sha256": p.source_sha256,
+        "method": p.method,
+        "method_params": json_value(dict(p.method_params), "method parameters"),
+        "dataset_hash": p.dataset_hash,
+        "dataset_size": p.dataset_size,
+        "seed": p.seed,
+        "metric": p.metric,
+        "ablation": p.ablation.value if p.ablation else None,
+        "selection_rule": sel.rule.value if sel else None,
+        "selection_value": sel.value if sel else None,
+        "selection_absolute": sel.absolute if sel else None,
+        "library_versions": json_value(dict(p.library_versions), "library versions"),
+        "created_by": p.created_by,
+        "created_at": utc(p.created_at),
+        "citation": p.citation,
+        "notes": p.notes,
+    }
+
+
+def provenance_from(row: Any) -> Provenance:
+    """Rebuild a `Provenance` from a runs or circuits row."""
+    selection = None
+    if row.selection_rule is not None:
+        selection = Selection(rule=row.selection_rule, value=row.selection_value,
+                              absolute=bool(row.selection_absolute))
+    return Provenance(
+        source=row.source, source_format=row.source_format, source_file=row.source_file,
+        source_sha256=row.source_sha256, method=row.method, method_params=row.method_params or {},
+        dataset_hash=row.dataset_hash, dataset_size=row.dataset_size, seed=row.seed, metric=row.metric,
+        ablation=row.ablation, selection=selection, library_versions=row.library_versions or {},
+        created_by=row.created_by, created_at=utc(row.created_at), citation=row.citation, notes=row.notes,
+    )
+
+
+def shape_from(row: Any) -> ModelShape:
+    return ModelShape(name=row.name, n_layers=row.n_layers, n_heads=row.n_heads, d_model=row.d_model,
+                      revision=row.revision or None, parallel_attn_mlp=bool(row.parallel_attn_mlp))
+
+
+def node_rows(circuit_id: int, graph: CircuitGraph) -> list[dict[str, Any]]:
+    """Rows for the nodes table; ``member`` marks circuit nodes (flagged or touched by a circuit edge)."""
+    members = {n.id for n in graph.circuit_nodes}
+    return [
+        {"circuit_id": circuit_id, "node_id": n.id, "kind": n.kind.value, "layer": n.layer, "head": n.head,
+         "feature": n.feature, "position": n.position, "token": n.token, "dictionary": n.dictionary,
+         "score": n.score, "in_circuit": n.in_circuit, "member": n.id in members}
+        for n in graph.nodes
+    ]
+
+
+def edge_rows(circuit_id: int, graph: CircuitGraph) -> list[dict[str, Any]]:
+    return [
+        {"circuit_id": circuit_id, "src": e.src, "dst": e.dst, "qkv": e.qkv.value if e.qkv else None,
+         "score": e.score, "in_circuit": e.in_circuit}
+        for e in graph.edges
+    ]
+
+
+def annotation_rows(circuit_id: int, graph: CircuitGraph) -> list[dict[str, Any]]:
+    return [
+        {"circuit_id": circuit_id, "kind": a.kind.value, "node_id": a.node, "value": a.value,
+         "members": list(a.members)}
+        for a in graph.annotations
+    ]
+
+
+def graph_from(shape: ModelShape, nodes: Iterable[Any], edges: Iterable[Any],
+               annotations: Iterable[Any]) -> CircuitGraph:
+    """Rebuild a graph from node, edge and annotation rows (validated again on construction)."""
+    return CircuitGraph(
+        shape,
+        tuple(Node(id=r.node_id, kind=NodeKind(r.kind), layer=r.layer, head=r.head, feature=r.feature,
+                   position=r.position, token=r.token, dictionary=r.dictionary, score=r.score,
+                   in_circuit=bool(r.in_circuit)) for r in nodes),
+        tuple(Edge(r.src, r.dst, QKV(r.qkv) if r.qkv else None, r.score, bool(r.in_circuit)) for r in edges),
+        tuple(Annotation(AnnotationKind(r.kind), r.value, r.node_id, tuple(r.members or ())) for r in annotations),
+    )
+
+
+def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics as a JSON-safe dict; NaN or infinite values are refused with a clear message."""
+    out = dict(metrics)
+    for key, value in out.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(
+                f"Metric '{key}' is {value}; the catalog stores finite numbers only. Store None when a "
+                "metric is undefined."
+            )
+    return json_value(out, "metrics")
