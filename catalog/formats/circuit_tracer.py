@@ -1,0 +1,278 @@
+"""circuit-tracer / Neuronpedia attribution-graph JSON (``metadata``, ``qParams``, ``nodes``, ``links``).
+
+Meaning is read from each node's ``feature_type``, ``layer``, ``ctx_idx`` and ``feature``, never
+from ``node_id`` (generators spell ids differently); ``node_id`` is only the key links use.
+
+============================  =========================================================
+``feature_type``              catalog node
+============================  =========================================================
+``cross layer transcoder``    ``f{layer}.{index}@{ctx_idx}[{dictionary}]``
+``mlp reconstruction error``  ``err{layer}@{ctx_idx}[{dictionary}]``
+``embedding``                 ``input@{ctx_idx}``
+``logit``                     ``logits.t{feature}@{ctx_idx}`` (``feature`` is the token id)
+``lorsa`` / ``lorsa error``   as the two above, in the dictionary ``lorsa``
+============================  =========================================================
+
+Feature index: circuit-tracer writes ``feature`` as the Cantor pairing of (layer, index) in
+current releases and as ``layer * 10**k + index`` in older ones. Each file is decoded with the
+one scheme that gives back every feature node's own ``layer``; Cantor wins when both do (only
+possible when every feature sits on layer 0), and a file that fits neither is refused.
+
+The dictionary is the last path part of the transcoder set (``metadata.info.transcoder_set``,
+else ``metadata.scan`` when it names one), e.g. ``gemma-scope-transcoders``. Links become edges
+scored by their ``weight``; every node and link is in the circuit (the file is already pruned,
+selection ``given``). ``clerp`` labels become label annotations (embedding nodes are labelled
+with their prompt token), ``qParams.supernodes`` group annotations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from catalog.errors import FormatError
+from catalog.formats.common import import_provenance, require_keys, shape_for_name
+from catalog.formats.files import RawFile, need_task
+from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, Node
+from catalog.naming import format_node, ComponentId, NodeKind
+from catalog.provenance import Circuit, Selection, SelectionRule
+from catalog.shapes import known_shape
+
+FORMAT = "circuit-tracer"
+_FEATURE_TYPES = {"cross layer transcoder": NodeKind.FEATURE, "lorsa": NodeKind.FEATURE,
+                  "mlp reconstruction error": NodeKind.ERROR, "lorsa error": NodeKind.ERROR,
+                  "embedding": NodeKind.INPUT, "logit": NodeKind.LOGITS}
+
+
+def cantor_unpair(z: int) -> tuple[int, int]:
+    """Invert the Cantor pairing ``(a + b)(a + b + 1)/2 + b``.
+
+    >>> cantor_unpair(15204836)  # layer 18, feature 5495
+    (18, 5495)
+    """
+    w = (math.isqrt(8 * z + 1) - 1) // 2
+    b = z - w * (w + 1) // 2
+    return w - b, b
+
+
+def decimal_unpair(z: int, layer: int) -> int | None:
+    """The index in the older ``layer * 10**k + index`` encoding, or None if it does not fit.
+
+    >>> decimal_unpair(185495, 18), decimal_unpair(185495, 7)
+    (5495, None)
+    """
+    if layer == 0:
+        return z
+    k = 1
+    while layer * 10**k <= z:
+        if z // 10**k == layer:
+            return z - layer * 10**k
+        k += 1
+    return None
+
+
+def _feature_indices(raw: RawFile, feats: list[tuple[str, int, int]]) -> dict[str, int]:
+    """node_id -> per-layer feature index, decoding every feature with one consistent scheme."""
+    cantor: dict[str, int] = {}
+    for nid, layer, z in feats:
+        lay, idx = cantor_unpair(z)
+        if lay != layer:
+            break
+        cantor[nid] = idx
+    else:
+        return cantor
+    older: dict[str, int] = {}
+    for nid, layer, z in feats:
+        idx = decimal_unpair(z, layer)
+        if idx is None:
+            raise FormatError(
+                f"{raw.display_name}: feature node '{nid}' has feature {z}, which decodes to layer "
+                f"{layer} neither as a Cantor pairing (current circuit-tracer) nor as "
+                "layer*10^k+index (older releases). The file is corrupt or from an unknown generator."
+            )
+        older[nid] = idx
+    return older
+
+
+def _checked(raw: RawFile, indices: dict[str, int]) -> dict[str, int]:
+    big = [nid for nid, idx in indices.items() if idx > _MAX_INDEX]
+    if big:
+        raise FormatError(f"{raw.display_name}: feature node '{big[0]}' decodes to an index over 2^31; "
+                          "the feature code is corrupt.")
+    return indices
+
+
+_MAX_CODE = 2**63 - 1  # a feature code must fit a 64-bit integer
+_MAX_INDEX = 2**31 - 1  # positions, token ids and decoded feature indices
+
+
+def _int(value: Any, raw: RawFile, what: str, limit: int = _MAX_INDEX) -> int:
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+        value = int(value)
+    if not isinstance(value, int):
+        raise FormatError(f"{raw.display_name}: {what} must be an integer, got {value!r}.")
+    if abs(value) > limit:
+        raise FormatError(f"{raw.display_name}: {what} is {value}, far too large to be real.")
+    return value
+
+
+def _dictionary(meta: dict[str, Any]) -> tuple[str, str | None]:
+    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    scan = meta.get("scan")
+    tset = info.get("transcoder_set") if isinstance(info.get("transcoder_set"), str) else None
+    if tset is None and isinstance(scan, str) and "/" in scan:
+        tset = scan
+    name = (tset or "transcoder").rstrip("/").rsplit("/", 1)[-1].replace("[", "(").replace("]", ")")
+    return name or "transcoder", tset
+
+
+def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = None,
+         name: str | None = None, top_k: int | None = None) -> list[Circuit]:
+    """Read an attribution graph as one feature-level circuit."""
+    require_keys(doc, ("metadata", "nodes", "links"), raw, "circuit-tracer graph")
+    meta, nodes_doc, links = doc["metadata"], doc["nodes"], doc["links"]
+    qparams = doc.get("qParams") or {}
+    if not isinstance(meta, dict) or not isinstance(nodes_doc, list) or not isinstance(links, list) \
+            or not isinstance(qparams, dict):
+        raise FormatError(
+            f"{raw.display_name}: metadata and qParams must be objects, nodes and links lists."
+        )
+    slug = meta.get("slug") if isinstance(meta.get("slug"), str) else None
+    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    scan = meta.get("scan") if isinstance(meta.get("scan"), str) else None
+    if not model and (scan is None or known_shape(scan) is None) and isinstance(info.get("transcoder_set"), str):
+        scan = info["transcoder_set"] if known_shape(info["transcoder_set"]) else scan
+    shape = shape_for_name(raw, scan, model, "metadata.scan")
+    task = task or need_task(raw, (slug, raw.stem))
+    dictionary, tset = _dictionary(meta)
+    tokens = meta.get("prompt_tokens") if isinstance(meta.get("prompt_tokens"), list) else []
+
+    # First pass: validate each node and collect feature codes for one consistent decoding.
+    parsed: list[tuple[str, NodeKind, int | None, int, dict[str, Any]]] = []
+    feats: list[tuple[str, int, int]] = []
+    seen: set[str] = set()
+    for i, nd in enumerate(nodes_doc):
+        if not isinstance(nd, dict):
+            raise FormatError(f"{raw.display_name}: nodes[{i}] is not an object.")
+        nid = nd.get("node_id")
+        if not isinstance(nid, str) or not nid:
+            raise FormatError(f"{raw.display_name}: nodes[{i}] has no node_id string.")
+        if nid in seen:
+            raise FormatError(f"{raw.display_name}: node_id '{nid}' appears twice; remove the duplicate.")
+        seen.add(nid)
+        ftype = nd.get("feature_type")
+        kind = _FEATURE_TYPES.get(ftype) if isinstance(ftype, str) else None
+        if kind is None:
+            raise FormatError(
+                f"{raw.display_name}: node '{nid}' has feature_type {ftype!r}, which circuit-catalog "
+                f"cannot place in a circuit. Supported: {', '.join(sorted(_FEATURE_TYPES))}."
+            )
+        pos = _int(nd.get("ctx_idx"), raw, f"node '{nid}' ctx_idx")
+        if pos < 0:
+            raise FormatError(f"{raw.display_name}: node '{nid}' has negative ctx_idx {pos}.")
+        layer = None
+        if kind in (NodeKind.FEATURE, NodeKind.ERROR):
+            layer = _int(nd.get("layer"), raw, f"node '{nid}' layer")
+            if not 0 <= layer < shape.n_layers:
+                raise FormatError(
+                    f"{raw.display_name}: node '{nid}' is on layer {layer}, out of range for "
+                    f"{shape.name} (layers 0-{shape.n_layers - 1}). Check --model."
+                )
+        if kind is NodeKind.FEATURE:
+            z = _int(nd.get("feature"), raw, f"node '{nid}' feature", _MAX_CODE)
+            if z < 0:
+                raise FormatError(f"{raw.display_name}: feature node '{nid}' has negative feature {z}.")
+            feats.append((nid, layer or 0, z))
+        if kind is NodeKind.LOGITS:
+            _int(nd.get("feature"), raw, f"logit node '{nid}' feature (the token id)")
+        parsed.append((nid, kind, layer, pos, nd))
+    indices = _checked(raw, _feature_indices(raw, feats))
+
+    ids: dict[str, str] = {}
+    nodes: list[Node] = []
+    annotations: list[Annotation] = []
+    for nid, kind, layer, pos, nd in parsed:
+        ftype = nd["feature_type"]
+        dict_name = "lorsa" if ftype.startswith("lorsa") else dictionary
+        token = None
+        if kind is NodeKind.FEATURE:
+            comp = ComponentId(kind, layer=layer, feature=indices[nid], position=pos, dictionary=dict_name)
+        elif kind is NodeKind.ERROR:
+            comp = ComponentId(kind, layer=layer, position=pos, dictionary=dict_name)
+        elif kind is NodeKind.INPUT:
+            comp = ComponentId(kind, position=pos)
+        else:
+            token = _int(nd.get("feature"), raw, f"logit node '{nid}' feature")
+            if token < 0:
+                raise FormatError(f"{raw.display_name}: logit node '{nid}' has negative token id {token}.")
+            comp = ComponentId(kind, position=pos, token=token)
+        cid = format_node(comp)
+        if cid in ids.values():
+            other = next(k for k, v in ids.items() if v == cid)
+            raise FormatError(
+                f"{raw.display_name}: nodes '{other}' and '{nid}' are the same component {cid} "
+                "(same type, layer, feature and position); remove the duplicate."
+            )
+        ids[nid] = cid
+        nodes.append(Node.of(cid, token=token))
+        clerp = nd.get("clerp")
+        if isinstance(clerp, str) and clerp.strip():
+            annotations.append(Annotation(AnnotationKind.LABEL, clerp.strip(), node=cid))
+        elif kind is NodeKind.INPUT and pos < len(tokens) and isinstance(tokens[pos], str):
+            annotations.append(Annotation(AnnotationKind.LABEL, f'Input "{tokens[pos]}"', node=cid))
+
+    edges: list[Edge] = []
+    for i, link in enumerate(links):
+        if not isinstance(link, dict):
+            raise FormatError(f"{raw.display_name}: links[{i}] is not an object.")
+        src, dst, w = link.get("source"), link.get("target"), link.get("weight")
+        for end in (src, dst):
+            if not isinstance(end, str) or end not in ids:
+                raise FormatError(
+                    f"{raw.display_name}: links[{i}] refers to node {end!r}, which is not among "
+                    "the nodes. The file is incomplete; export it again."
+                )
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise FormatError(
+                f"{raw.display_name}: links[{i}] ({src} -> {dst}) has weight {w!r}; weights must "
+                "be finite numbers."
+            )
+        edges.append(Edge(ids[str(src)], ids[str(dst)], None, float(w)))
+
+    dropped = 0
+    for j, group in enumerate(qparams.get("supernodes") or []):
+        if not isinstance(group, list) or not group or not all(isinstance(x, str) for x in group):
+            raise FormatError(
+                f"{raw.display_name}: qParams.supernodes[{j}] must be a list of strings: a label, "
+                "then node ids."
+            )
+        members = tuple(dict.fromkeys(ids[m] for m in group[1:] if m in ids))
+        dropped += sum(m not in ids for m in group[1:])
+        if members:
+            annotations.append(Annotation(AnnotationKind.GROUP, group[0], members=members))
+
+    graph = CircuitGraph(shape, tuple(nodes), tuple(edges), tuple(annotations))
+    if top_k is not None:
+        graph = graph.top_k(top_k)
+        selection = Selection(rule=SelectionRule.TOP_K, value=top_k, absolute=True)
+    else:
+        selection = Selection(rule=SelectionRule.GIVEN)
+    pruning = meta.get("pruning_settings") if isinstance(meta.get("pruning_settings"), dict) else {}
+    generator = info.get("generator") if isinstance(info.get("generator"), dict) else {}
+    params: dict[str, Any] = {
+        "slug": slug, "scan": meta.get("scan"), "transcoder_set": tset, "dictionary": dictionary,
+        "prompt": meta.get("prompt"), "prompt_tokens": tokens,
+        "node_threshold": meta.get("node_threshold", pruning.get("node_threshold")),
+        "edge_threshold": pruning.get("edge_threshold"),
+        "generator": generator.get("name") and f"{generator.get('name')} {generator.get('version', '')}".strip(),
+        "feature_encoding": "cantor" if feats and all(
+            cantor_unpair(z)[0] == layer for _, layer, z in feats) else ("decimal" if feats else None),
+    }
+    params = {k: v for k, v in params.items() if v not in (None, "", [])}
+    notes = (f"{dropped} supernode member(s) named nodes not in the graph and were left out."
+             if dropped else None)
+    prov = import_provenance(raw, FORMAT, selection, method="attribution-graph",
+                             method_params=params, notes=notes)
+    return [Circuit(graph=graph, task=task, provenance=prov, name=name or slug or raw.stem)]

@@ -1,0 +1,242 @@
+"""EAP-IG ``Graph`` JSON (also MIB circuit submissions): read the current and legacy schemas,
+write what EAP-IG's ``Graph.from_json`` reads.
+
+A file lists every edge of the full graph its ``cfg`` implies, each with a score and an
+``in_graph`` flag. All scored edges are kept so the circuit can be re-thresholded; the stored
+circuit is the file's own ``in_graph`` selection, or, for an importance-score file (MIB
+submission type A, where every flag is false), the top-k edges by |score|, with
+``k = ceil(DEFAULT_IMPORTANCE_FRACTION * scored edges)`` unless ``top_k`` is given. The rule used
+is recorded in the provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import IO, Any
+
+from catalog.errors import FormatError
+from catalog.formats.common import import_provenance, require_keys, shape_for_cfg
+from catalog.formats.files import RawFile, need_task
+from catalog.graph import CircuitGraph, Edge, Node
+from catalog.naming import QKV, NodeKind, format_edge, parse_edge, parse_node
+from catalog.provenance import Circuit, Selection, SelectionRule
+
+FORMAT = "eap-ig"
+# Share of scored edges kept when a file carries scores but no selection (MIB importance files):
+# 2% of GPT-2 small's 32,491 edges is 650, the size of published IOI circuits in edges.
+DEFAULT_IMPORTANCE_FRACTION = 0.02
+_COMPONENT_KINDS = (NodeKind.INPUT, NodeKind.ATTENTION, NodeKind.MLP, NodeKind.LOGITS)
+
+
+def implied_nodes(n_layers: int, n_heads: int) -> Iterator[str]:
+    """Node names of the full EAP-IG graph in its own order: input, per layer heads then MLP, logits."""
+    yield "input"
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            yield f"a{layer}.h{head}"
+        yield f"m{layer}"
+    yield "logits"
+
+
+def implied_edges(n_layers: int, n_heads: int, parallel_attn_mlp: bool) -> Iterator[tuple[str, str, str | None]]:
+    """Every edge (src, dst, qkv) of the full graph, in the order ``Graph.from_model`` builds it.
+
+    >>> sum(1 for _ in implied_edges(12, 12, False))
+    32491
+    """
+    residual = ["input"]
+    for layer in range(n_layers):
+        heads = [f"a{layer}.h{h}" for h in range(n_heads)]
+        mlp = f"m{layer}"
+        for src in residual:
+            for dst in heads:
+                for letter in "qkv":
+                    yield src, dst, letter
+            if parallel_attn_mlp:
+                yield src, mlp, None
+        residual += heads
+        if not parallel_attn_mlp:
+            for src in residual:
+                yield src, mlp, None
+        residual.append(mlp)
+    for src in residual:
+        yield src, "logits", None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _int_field(cfg: dict[str, Any], key: str, raw: RawFile) -> int:
+    v = cfg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v > 10_000:
+        raise FormatError(
+            f"{raw.display_name}: cfg.{key} must be a positive integer, got {v!r}. "
+            "Fix the cfg to match the model the graph was made on."
+        )
+    return v
+
+
+def _check_name(name: str, raw: RawFile, n_layers: int, n_heads: int, what: str) -> None:
+    """A node name must exist in the graph cfg implies (EAP-IG spells it canonically)."""
+    try:
+        c = parse_node(name)
+    except Exception:  # noqa: BLE001 - re-raised below with the file's context
+        c = None
+    ok = (c is not None and c.kind in _COMPONENT_KINDS and c.position is None and c.token is None
+          and str(c) == name
+          and (c.layer is None or c.layer < n_layers) and (c.head is None or c.head < n_heads))
+    if not ok:
+        raise FormatError(
+            f"{raw.display_name}: {what} '{name}' is not in the graph its cfg implies "
+            f"({n_layers} layers 0-{n_layers - 1}, {n_heads} heads 0-{n_heads - 1}; names are "
+            "input, aL.hH, mL, logits). Check cfg, or pass the right --format."
+        )
+
+
+def _score(value: Any, raw: RawFile, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FormatError(f"{raw.display_name}: {what} has score {value!r}; scores must be numbers.")
+    if not math.isfinite(value):
+        raise FormatError(f"{raw.display_name}: {what} has score {value}; scores must be finite numbers.")
+    return float(value)
+
+
+def _flag(value: Any, raw: RawFile, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise FormatError(f"{raw.display_name}: {what} has in_graph {value!r}; it must be true or false.")
+    return value
+
+
+def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = None,
+         name: str | None = None, top_k: int | None = None) -> list[Circuit]:
+    """Read an EAP-IG graph (current or legacy node schema) as one circuit."""
+    require_keys(doc, ("cfg", "nodes", "edges"), raw, "EAP-IG graph")
+    cfg, nodes_doc, edges_doc = doc["cfg"], doc["nodes"], doc["edges"]
+    if not isinstance(cfg, dict) or not isinstance(nodes_doc, dict) or not isinstance(edges_doc, dict):
+        raise FormatError(f"{raw.display_name}: cfg, nodes and edges must each be a JSON object.")
+    nl, nh = _int_field(cfg, "n_layers", raw), _int_field(cfg, "n_heads", raw)
+    d_model = None if cfg.get("d_model") is None else _int_field(cfg, "d_model", raw)
+    parallel = cfg.get("parallel_attn_mlp", False)
+    if not isinstance(parallel, bool):
+        raise FormatError(f"{raw.display_name}: cfg.parallel_attn_mlp must be true or false, got {parallel!r}.")
+    hints = (raw.path.parent.name, raw.stem)
+    shape = shape_for_cfg(raw, nl, nh, d_model, parallel, model, hints)
+    task = task or need_task(raw, hints)
+
+    legacy = False
+    neurons = False
+    nodes: dict[str, Node] = {}
+    for node_name, value in nodes_doc.items():
+        _check_name(node_name, raw, nl, nh, "node")
+        score = None
+        if isinstance(value, bool):
+            legacy, flag = True, value
+        elif isinstance(value, dict):
+            if "in_graph" not in value:
+                raise FormatError(f"{raw.display_name}: node '{node_name}' has no in_graph flag.")
+            flag = _flag(value["in_graph"], raw, f"node '{node_name}'")
+            score = _score(value.get("score"), raw, f"node '{node_name}'")
+            neurons = neurons or "neurons" in value or "neurons_scores" in value
+        else:
+            raise FormatError(
+                f"{raw.display_name}: node '{node_name}' maps to {value!r}; expected "
+                '{"in_graph": true|false} (or a bare true/false in the legacy schema).'
+            )
+        # Graph.from_json skips the logits flag (to_json always writes true); logits belong to the
+        # circuit when an in-circuit edge reaches them.
+        nodes[node_name] = Node.of(node_name, score=score,
+                                   in_circuit=flag and node_name != "logits")
+
+    edges: list[Edge] = []
+    for edge_name, value in edges_doc.items():
+        try:
+            src, dst, qkv = parse_edge(edge_name)
+        except Exception:  # noqa: BLE001 - the message below names the file and edge
+            raise FormatError(
+                f"{raw.display_name}: '{edge_name}' is not an EAP-IG edge name "
+                "(SOURCE->DEST, with <q>, <k> or <v> after a head)."
+            ) from None
+        _check_name(src, raw, nl, nh, f"edge '{edge_name}' source")
+        _check_name(dst, raw, nl, nh, f"edge '{edge_name}' destination")
+        for end in (src, dst):
+            if end not in nodes:
+                raise FormatError(
+                    f"{raw.display_name}: edge '{edge_name}' refers to node '{end}', which the "
+                    "file's nodes do not list. The file is incomplete; export it again."
+                )
+        if not isinstance(value, dict) or "in_graph" not in value or "score" not in value:
+            raise FormatError(
+                f"{raw.display_name}: edge '{edge_name}' maps to {value!r}; expected "
+                '{"score": number, "in_graph": true|false}.'
+            )
+        edges.append(Edge(src, dst, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
+                          _flag(value["in_graph"], raw, f"edge '{edge_name}'")))
+
+    graph = CircuitGraph(shape, tuple(nodes.values()), tuple(edges))
+    flagged = any(e.in_circuit for e in edges) or any(n.in_circuit for n in nodes.values())
+    n_scored = sum(e.score is not None for e in edges)
+    if top_k is not None:
+        selection = Selection(rule=SelectionRule.TOP_K, value=top_k, absolute=True)
+        graph = graph.top_k(top_k)
+    elif flagged:
+        selection = Selection(rule=SelectionRule.GIVEN)
+    elif n_scored:
+        k = max(1, math.ceil(DEFAULT_IMPORTANCE_FRACTION * n_scored))
+        selection = Selection(rule=SelectionRule.TOP_K, value=k, absolute=True)
+        graph = graph.top_k(k)
+    else:
+        raise FormatError(
+            f"{raw.display_name} marks no node or edge as in the graph and has no edge scores, "
+            "so it holds no circuit to import."
+        )
+    notes = "Neuron-level masks and scores in the file were not imported." if neurons else None
+    params = {"schema": "legacy" if legacy else "current", "scored_edges": n_scored}
+    prov = import_provenance(raw, FORMAT, selection, method_params=params, notes=notes)
+    return [Circuit(graph=graph, task=task, provenance=prov, name=name or raw.stem)]
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def write(circuit: Circuit, fh: IO[str]) -> None:
+    """Write the full graph implied by the model's shape, as ``Graph.from_json`` expects it:
+    every node (logits included) and every edge, with score (0.0 where unscored) and in_graph."""
+    g = circuit.graph
+    for n in g.nodes:
+        if n.kind not in _COMPONENT_KINDS or n.position is not None or n.token is not None:
+            raise FormatError(
+                f"Circuit {circuit.name or circuit.id or ''} is feature-level (it has node {n.id}); "
+                "EAP-IG graphs hold only input, heads, MLPs and logits. Export it with "
+                "--format json or --format graphml instead."
+            )
+    shape = g.shape
+    in_nodes = {n.id for n in g.circuit_nodes}
+    scores = {n.id: n.score for n in g.nodes if n.score is not None}
+    by_key = {e.key: e for e in g.edges}
+    full = list(implied_edges(shape.n_layers, shape.n_heads, shape.parallel_attn_mlp))
+    missing = set(by_key) - {(s, d, q or "") for s, d, q in full}
+    if missing:
+        first = sorted(missing)[0]
+        raise FormatError(
+            f"Edge {format_edge(first[0], first[1], first[2] or None)} has no place in an EAP-IG "
+            "graph of this model; export with --format json or --format graphml instead."
+        )
+    nodes: dict[str, Any] = {}
+    for node_name in implied_nodes(shape.n_layers, shape.n_heads):
+        entry: dict[str, Any] = {"in_graph": node_name == "logits" or node_name in in_nodes}
+        if node_name in scores:
+            entry["score"] = scores[node_name]
+        nodes[node_name] = entry
+    edges: dict[str, Any] = {}
+    for src, dst, qkv in full:
+        e = by_key.get((src, dst, qkv or ""))
+        score = e.score if e is not None and e.score is not None else 0.0
+        edges[format_edge(src, dst, QKV(qkv) if qkv else None)] = {
+            "score": score, "in_graph": bool(e is not None and e.in_circuit)}
+    cfg = {"n_layers": shape.n_layers, "n_heads": shape.n_heads,
+           "parallel_attn_mlp": shape.parallel_attn_mlp, "d_model": shape.d_model}
+    json.dump({"cfg": cfg, "nodes": nodes, "edges": edges}, fh)

@@ -1,0 +1,125 @@
+"""GraphML written by circuit-catalog, for Gephi, Cytoscape and networkx, and read back exactly.
+
+Plain GraphML through networkx: string ids, typed scalar attributes only (networkx refuses None,
+lists and dicts, so None is dropped and structured values are JSON-encoded strings).
+
+- node attributes: ``kind``, ``layer``, ``head``, ``feature``, ``position``, ``dictionary``,
+  ``token``, ``role``, ``label``, ``score``, ``in_circuit`` (absent when they do not apply);
+- edge attributes: ``score``, ``qkv``, ``in_circuit``; the edge id is the catalog edge id
+  (``a0.h1->a3.h2<q>``), unique in the file;
+- graph attributes: ``catalog_schema_version``, ``model_name``, ``task``, ``name`` and, as JSON
+  strings, ``model``, ``tags``, ``metrics``, ``provenance``, ``annotations``, from which the file
+  reads back into the same circuit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from catalog.errors import FormatError
+from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
+from catalog.formats.files import RawFile
+from catalog.naming import NodeKind
+from catalog.provenance import Circuit
+
+FORMAT = "graphml"
+
+
+def to_networkx(circuit: Circuit) -> Any:
+    """A networkx MultiDiGraph carrying only GraphML-safe attribute values."""
+    import networkx as nx
+
+    g = circuit.graph
+    attrs = {
+        "catalog_schema_version": SCHEMA_VERSION,
+        "model_name": g.shape.name,
+        "task": circuit.task,
+        "name": circuit.name,
+        "model": json.dumps(shape_to_dict(g.shape)),
+        "tags": json.dumps(list(circuit.tags)),
+        "metrics": json.dumps(circuit.metrics, allow_nan=False),
+        "provenance": circuit.provenance.model_dump_json(),
+        "annotations": json.dumps([annotation_to_dict(a) for a in g.annotations]),
+    }
+    G = nx.MultiDiGraph(**{k: v for k, v in attrs.items() if v is not None})
+    roles, labels = g.roles(), g.labels()
+    for n in g.nodes:
+        data = {"kind": n.kind.value, "layer": n.layer, "head": n.head, "feature": n.feature,
+                "position": n.position, "dictionary": n.dictionary, "token": n.token,
+                "role": roles.get(n.id), "label": labels.get(n.id), "score": n.score,
+                "in_circuit": n.in_circuit}
+        G.add_node(n.id, **{k: v for k, v in data.items() if v is not None})
+    for e in g.edges:
+        data = {"qkv": e.qkv.value if e.qkv else None, "score": e.score, "in_circuit": e.in_circuit}
+        G.add_edge(e.src, e.dst, key=e.id, **{k: v for k, v in data.items() if v is not None})
+    return G
+
+
+def write(circuit: Circuit, fh: IO[bytes]) -> None:
+    """Write GraphML to a binary file handle."""
+    import networkx as nx
+
+    nx.write_graphml_xml(to_networkx(circuit), fh, encoding="utf-8", prettyprint=True)
+
+
+def _json_attr(attrs: dict[str, Any], key: str, raw: RawFile, default: Any) -> Any:
+    if key not in attrs:
+        return default
+    value = attrs[key]
+    if not isinstance(value, str):
+        raise FormatError(f"{raw.display_name}: graph attribute '{key}' must be a JSON string.")
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise FormatError(f"{raw.display_name}: graph attribute '{key}' is not valid JSON.") from None
+
+
+def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | None = None,
+         name: str | None = None, top_k: int | None = None) -> list[Circuit]:
+    """Read GraphML written by `write` back into the same circuit."""
+    import io
+
+    import networkx as nx
+
+    from catalog.formats.catalog_json import apply_overrides
+
+    head = raw.text[:4096]
+    if "<!DOCTYPE" in head or "<!ENTITY" in raw.text:
+        raise FormatError(f"{raw.display_name}: GraphML with a DOCTYPE or entities is refused; "
+                          "export it again with circuit-catalog.")
+    try:
+        G = nx.read_graphml(io.BytesIO(raw.text.encode("utf-8")), node_type=str,
+                            edge_key_type=str, force_multigraph=True)
+    except Exception as exc:  # noqa: BLE001 - the XML parser raises many kinds on bad input
+        raise FormatError(f"{raw.display_name} is not readable GraphML ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}). Export it again.") from None
+    attrs = dict(G.graph)
+    if "catalog_schema_version" not in attrs:
+        raise FormatError(
+            f"{raw.display_name} is GraphML but was not written by circuit-catalog (no "
+            "catalog_schema_version graph attribute); only the catalog's own GraphML can be imported."
+        )
+    nodes = []
+    for nid, data in G.nodes(data=True):
+        entry: dict[str, Any] = {"id": nid, "score": data.get("score"),
+                                 "in_circuit": data.get("in_circuit", True)}
+        if data.get("token") is not None and data.get("kind") != NodeKind.LOGITS.value:
+            entry["token"] = data["token"]
+        nodes.append(entry)
+    edges = [{"src": u, "dst": v, "qkv": data.get("qkv"), "score": data.get("score"),
+              "in_circuit": data.get("in_circuit", True)}
+             for u, v, _key, data in G.edges(keys=True, data=True)]
+    doc_dict = {
+        "schema_version": attrs.get("catalog_schema_version"),
+        "model": _json_attr(attrs, "model", raw, None),
+        "task": attrs.get("task"),
+        "name": attrs.get("name"),
+        "tags": _json_attr(attrs, "tags", raw, []),
+        "metrics": _json_attr(attrs, "metrics", raw, {}),
+        "provenance": _json_attr(attrs, "provenance", raw, None),
+        "nodes": nodes, "edges": edges,
+        "annotations": _json_attr(attrs, "annotations", raw, []),
+    }
+    circuit = circuit_from_dict(doc_dict, raw.display_name)
+    return [apply_overrides(circuit, raw.display_name, model, task, name, top_k)]

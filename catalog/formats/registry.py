@@ -1,0 +1,209 @@
+"""The format registry, format detection, and the public read / write / import functions."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from catalog.errors import CatalogError, FormatError, InvalidInputError, suggest
+from catalog.formats import catalog_json, circuit_tracer, eap_ig, graphml
+from catalog.formats.files import RawFile, parse_json, read_text
+from catalog.provenance import Circuit
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
+
+Reader = Callable[..., list[Circuit]]
+Writer = Callable[[Circuit, Any], None]
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One file format: its slug, what it is, and its reader and writer (None when absent)."""
+
+    slug: str
+    description: str
+    extensions: tuple[str, ...]
+    reader: Reader | None
+    writer: Writer | None = None
+    binary_writer: bool = False  # the writer takes a bytes handle
+    is_json: bool = True
+
+
+FORMATS: dict[str, FormatSpec] = {
+    s.slug: s
+    for s in (
+        FormatSpec("catalog-json", "circuit-catalog's own versioned JSON (exact round trip)",
+                   (".json",), catalog_json.read, catalog_json.write),
+        FormatSpec("eap-ig", "EAP-IG Graph JSON, current and legacy schema (also MIB submissions)",
+                   (".json",), eap_ig.read, eap_ig.write),
+        FormatSpec("circuit-tracer", "circuit-tracer / Neuronpedia attribution-graph JSON",
+                   (".json",), circuit_tracer.read),
+        FormatSpec("graphml", "GraphML written by circuit-catalog (Gephi, Cytoscape, networkx)",
+                   (".graphml", ".xml"), graphml.read, graphml.write, binary_writer=True,
+                   is_json=False),
+    )
+}
+ALIASES = {"json": "catalog-json", "neuronpedia": "circuit-tracer", "mib": "eap-ig"}
+
+
+def get_format(slug: str) -> FormatSpec:
+    """The format named `slug` (aliases: json, neuronpedia, mib), or an error naming the known ones."""
+    key = ALIASES.get(slug.strip().lower(), slug.strip().lower())
+    if key not in FORMATS:
+        raise suggest(slug, list(FORMATS) + list(ALIASES), "format")
+    return FORMATS[key]
+
+
+def detect_format(raw: RawFile, doc: Any | None) -> str:
+    """The format slug of an already-read file, from its content (the extension only helps GraphML)."""
+    if doc is None:
+        return "graphml"
+    if isinstance(doc, dict):
+        keys = set(doc)
+        if {"cfg", "nodes", "edges"} <= keys:
+            return "eap-ig"
+        if {"metadata", "nodes", "links"} <= keys:
+            return "circuit-tracer"
+        if "schema_version" in keys and ({"model", "nodes"} <= keys or "circuits" in keys) \
+                or doc.get("format") == catalog_json.MARKER:
+            return "catalog-json"
+    raise FormatError(
+        f"Cannot tell the format of {raw.display_name}: it is JSON but not a catalog circuit "
+        "(schema_version, model, nodes), an EAP-IG graph (cfg, nodes, edges) or a circuit-tracer "
+        f"graph (metadata, nodes, links). Pass --format ({', '.join(FORMATS)}) if you know it."
+    )
+
+
+def _looks_like_xml(raw: RawFile) -> bool:
+    return raw.text.lstrip()[:1] == "<"
+
+
+def read_circuits(path: str | os.PathLike[str], format: str | None = None, model: str | None = None,
+                  task: str | None = None, name: str | None = None,
+                  top_k: int | None = None) -> list[Circuit]:
+    """Read every circuit in a file, fully validated, without touching any catalog.
+
+    `format` forces a format (else it is detected from the content); `model`, `task` and `name`
+    name what the file does not say (or override it); `top_k` re-selects the stored circuit as
+    the top-k edges by |score| and records that rule.
+    """
+    spec = get_format(format) if format else None
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InvalidInputError(f"--top-k must be a positive integer, got {top_k!r}.")
+    raw = read_text(path)
+    xml = _looks_like_xml(raw)
+    if spec is not None and spec.is_json == xml:
+        kind = "XML" if xml else "JSON"
+        raise FormatError(
+            f"{raw.display_name} is {kind}, so it cannot be {spec.slug}; drop --format to detect "
+            "the format, or pass the right one."
+        )
+    if xml:
+        doc = None
+    else:
+        if raw.text.lstrip()[:1] not in ("{", "["):
+            raise FormatError(
+                f"{raw.display_name} is neither JSON nor GraphML; import a circuit JSON or GraphML "
+                "file (gzip-compressed is fine)."
+            )
+        doc = parse_json(raw)
+    slug = spec.slug if spec else detect_format(raw, doc)
+    reader = FORMATS[slug].reader
+    if reader is None:
+        raise FormatError(f"Format {slug} cannot be imported.")
+    circuits = reader(raw, doc, model=model, task=task, name=name, top_k=top_k)
+    if not circuits:
+        raise FormatError(f"{raw.display_name} holds no circuit.")
+    return circuits
+
+
+def _open_out(path_or_file: str | os.PathLike[str] | IO[Any], binary: bool) -> tuple[IO[Any], bool]:
+    if hasattr(path_or_file, "write"):
+        fh: IO[Any] = path_or_file  # type: ignore[assignment]
+        if binary and isinstance(fh, io.TextIOBase):
+            return _TextToBytes(fh), False
+        if not binary and not isinstance(fh, io.TextIOBase):
+            return io.TextIOWrapper(fh, encoding="utf-8", write_through=True), False  # type: ignore[arg-type]
+        return fh, False
+    p = Path(path_or_file)  # type: ignore[arg-type]
+    try:
+        if p.name.lower().endswith(".gz"):
+            return gzip.open(p, "wb" if binary else "wt", encoding=None if binary else "utf-8"), True
+        return (p.open("wb") if binary else p.open("w", encoding="utf-8")), True
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot write {p}: {exc.strerror or exc}.") from None
+
+
+class _TextToBytes(io.RawIOBase):
+    """Lets a bytes writer (networkx GraphML) write into a text handle."""
+
+    def __init__(self, fh: IO[str]) -> None:
+        self._fh = fh
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._fh.write(bytes(b).decode("utf-8"))
+        return len(b)
+
+
+def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike[str] | IO[Any]) -> None:
+    """Write `circuit` as `format` (graphml, json, eap-ig) to a path (``.gz`` compresses) or an
+    open file. A path is written completely or not at all."""
+    spec = get_format(format)
+    if spec.writer is None:
+        writable = [s for s, f in FORMATS.items() if f.writer]
+        raise InvalidInputError(f"Format {spec.slug} can be imported but not exported; use one of "
+                                f"{', '.join(writable)}.")
+    if hasattr(path_or_file, "write"):
+        fh, _ = _open_out(path_or_file, spec.binary_writer)
+        spec.writer(circuit, fh)
+        if isinstance(fh, (io.TextIOWrapper, _TextToBytes)):
+            fh.flush()
+            if isinstance(fh, io.TextIOWrapper):
+                fh.detach()
+        return
+    target = Path(path_or_file)  # type: ignore[arg-type]
+    tmp = target.with_name(f".{target.name}.part")
+    fh, _ = _open_out(tmp, spec.binary_writer)
+    try:
+        with fh:
+            spec.writer(circuit, fh)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def import_file(cat: Catalog, path: str | os.PathLike[str], format: str | None = None,
+                model: str | None = None, task: str | None = None, name: str | None = None,
+                tags: Iterable[str] = (), top_k: int | None = None) -> list[int]:
+    """Read and validate every circuit in `path`, then add them to `cat`; return the new ids.
+
+    Nothing is written unless the whole file reads; if adding a later circuit fails, the ones
+    already added are deleted again, so a failed import leaves the catalog unchanged.
+    """
+    circuits = read_circuits(path, format=format, model=model, task=task, name=name, top_k=top_k)
+    extra = tuple(t for t in tags if t)
+    if len(circuits) > 1 and name:
+        circuits = [replace(c, name=f"{name} ({i + 1})") for i, c in enumerate(circuits)]
+    circuits = [replace(c, tags=tuple(dict.fromkeys(c.tags + extra))) if extra else c for c in circuits]
+    ids: list[int] = []
+    try:
+        for c in circuits:
+            ids.append(cat.add(c))
+    except BaseException:
+        for done in reversed(ids):
+            try:
+                cat.delete(done)
+            except CatalogError:
+                pass
+        raise
+    return ids
