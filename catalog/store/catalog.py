@@ -17,7 +17,13 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from catalog.errors import AmbiguousReferenceError, InvalidInputError, NotFoundError, suggest
+from catalog.errors import (
+    AmbiguousReferenceError,
+    InvalidInputError,
+    NotFoundError,
+    SchemaOutOfDateError,
+    suggest,
+)
 from catalog.graph import ModelShape
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
@@ -80,7 +86,11 @@ class Catalog:
         default file). A new, empty database is migrated to head. An existing one behind head
         raises `SchemaOutOfDateError` unless `check_schema` is False (for ``catalog db upgrade``)."""
         connector = engine.Connector(engine.make_engine(engine.resolve_url(url)))
-        engine.check_schema(connector, migrate_empty=check_schema)
+        try:
+            engine.check_schema(connector, migrate_empty=check_schema)
+        except SchemaOutOfDateError:
+            if check_schema:  # behind head: only `catalog db upgrade` may open it
+                raise
         return cls(connector)
 
     @property
