@@ -57,7 +57,7 @@ def resolve_url(url: str | None = None) -> str:
         return f"sqlite:///{Path(raw).expanduser().resolve()}"
     try:
         parsed = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise InvalidInputError(
             f"'{_redact(raw)}' is not a database URL. Give a file path (catalog.db) or a URL such as "
             "sqlite:///catalog.db or postgresql://user@host/dbname."
@@ -70,7 +70,7 @@ def resolve_url(url: str | None = None) -> str:
 def _redact(raw: str) -> str:
     try:
         return make_url(raw).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return raw.split("@")[-1] if "@" in raw else raw
 
 
