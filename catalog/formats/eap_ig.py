@@ -160,10 +160,9 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                 f"{raw.display_name}: '{edge_name}' is not an EAP-IG edge name "
                 "(SOURCE->DEST, with <q>, <k> or <v> after a head)."
             ) from None
-        _check_name(src, raw, nl, nh, f"edge '{edge_name}' source")
-        _check_name(dst, raw, nl, nh, f"edge '{edge_name}' destination")
         for end in (src, dst):
             if end not in nodes:
+                _check_name(end, raw, nl, nh, f"edge '{edge_name}' endpoint")
                 raise FormatError(
                     f"{raw.display_name}: edge '{edge_name}' refers to node '{end}', which the "
                     "file's nodes do not list. The file is incomplete; export it again."

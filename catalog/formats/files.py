@@ -80,7 +80,7 @@ def max_import_bytes() -> int:
 
 def _too_large(path: Path, limit: int, what: str) -> FormatError:
     return FormatError(
-        f"{path.name} is larger than the import limit ({what} over {limit / 1024 / 1024:g} MB). "
+        f"{path.name} is larger than the import limit ({what} over {limit / 1024 / 1024:.3g} MB). "
         f"Raise the limit with {MAX_IMPORT_MB_ENV}=<megabytes> if the file is genuine."
     )
 

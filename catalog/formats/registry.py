@@ -123,7 +123,8 @@ def read_circuits(path: str | os.PathLike[str], format: str | None = None, model
     return circuits
 
 
-def _open_out(path_or_file: str | os.PathLike[str] | IO[Any], binary: bool) -> tuple[IO[Any], bool]:
+def _open_out(path_or_file: str | os.PathLike[str] | IO[Any], binary: bool,
+              gz: bool = False) -> tuple[IO[Any], bool]:
     if hasattr(path_or_file, "write"):
         fh: IO[Any] = path_or_file  # type: ignore[assignment]
         if binary and isinstance(fh, io.TextIOBase):
@@ -133,7 +134,7 @@ def _open_out(path_or_file: str | os.PathLike[str] | IO[Any], binary: bool) -> t
         return fh, False
     p = Path(path_or_file)  # type: ignore[arg-type]
     try:
-        if p.name.lower().endswith(".gz"):
+        if gz:
             return gzip.open(p, "wb" if binary else "wt", encoding=None if binary else "utf-8"), True
         return (p.open("wb") if binary else p.open("w", encoding="utf-8")), True
     except OSError as exc:
@@ -165,14 +166,14 @@ def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike
     if hasattr(path_or_file, "write"):
         fh, _ = _open_out(path_or_file, spec.binary_writer)
         spec.writer(circuit, fh)
-        if isinstance(fh, (io.TextIOWrapper, _TextToBytes)):
+        if fh is not path_or_file:  # a wrapper made here: flush it, leave the caller's file open
             fh.flush()
             if isinstance(fh, io.TextIOWrapper):
                 fh.detach()
         return
     target = Path(path_or_file)  # type: ignore[arg-type]
     tmp = target.with_name(f".{target.name}.part")
-    fh, _ = _open_out(tmp, spec.binary_writer)
+    fh, _ = _open_out(tmp, spec.binary_writer, gz=target.name.lower().endswith(".gz"))
     try:
         with fh:
             spec.writer(circuit, fh)
