@@ -43,6 +43,7 @@ err_console = _console(stderr=True)
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not bad input
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
 
 # The CLI framework's own control-flow exceptions pass through untouched. Found via typer's
 # public classes so this works whether typer bundles click or depends on it.
@@ -70,6 +71,7 @@ def _os_message(e: BaseException) -> str:
 # The one error table: first matching class wins.
 ERRORS: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (
     (KeyboardInterrupt, EXIT_INTERRUPTED, lambda e: "interrupted."),
+    (BrokenPipeError, EXIT_BROKEN_PIPE, lambda e: ""),  # `catalog ... | head`: stop quietly
     (CatalogError, 1, str),
     (OSError, 1, _os_message),
     (Exception, EXIT_INTERNAL,
@@ -83,7 +85,7 @@ def map_error(e: BaseException) -> tuple[str, int]:
     for cls, code, message in ERRORS:
         if isinstance(e, cls):
             exit_code = getattr(e, "exit_code", code) if isinstance(e, CatalogError) else code
-            return redact(message(e) or type(e).__name__), int(exit_code)
+            return redact(message(e)), int(exit_code)
     raise e
 
 
@@ -108,8 +110,20 @@ class CatalogGroup(TyperGroup):
             if state.debug:
                 raise
             message, code = map_error(e)
-            err_console.print(f"error: {message}", markup=False)
+            if isinstance(e, BrokenPipeError):
+                _silence_stdout()
+            else:
+                err_console.print(f"error: {message or type(e).__name__}", markup=False)
             raise typer.Exit(code) from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush into a closed pipe is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. under a test runner)
+        pass
 
 
 def state(ctx: typer.Context) -> State:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, published
+from cli import circuits, db, export, published
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ app.command("import")(circuits.import_)
 app.command("list")(circuits.list_)
 app.command("show")(circuits.show)
 app.command("delete")(circuits.delete)
+app.command("export")(export.export)
 app.add_typer(published.app, name="published")
 app.add_typer(db.app, name="db")
 

@@ -28,6 +28,9 @@ def import_(
     task: TaskOpt = None,
     name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name for the circuit.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag to add (repeatable).")] = None,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", metavar="K", help="Store the K highest-|score| edges as the circuit instead "
+                                     "of the file's own selection.")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML."""
@@ -35,7 +38,7 @@ def import_(
 
     cat = open_catalog(ctx)
     ids = import_file(cat, file, format=format, model=model, task=task, name=name,
-                      tags=tuple(tag or ()))
+                      tags=tuple(tag or ()), top_k=top_k)
     if json_:
         print_json({"ids": ids})
         return
@@ -53,7 +56,7 @@ def list_(
         "--source", metavar="SOURCE", help="discovery, import or published.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List the circuits in the catalog, newest first, optionally filtered."""
+    """List the circuits in the catalog (by id), optionally filtered."""
     rows = open_catalog(ctx).list(model=model, task=task, method=method, tag=tag, source=source)
     if json_:
         print_json(rows)

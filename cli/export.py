@@ -1,0 +1,41 @@
+"""`catalog export`: write a stored circuit as GraphML, the catalog's JSON, or EAP-IG JSON."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli._common import console, open_catalog
+
+
+def export(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(
+        metavar="REF", help="Circuit id, task name (its newest circuit) or circuit name.")],
+    format: Annotated[str, typer.Option(
+        "--format", "-f", metavar="FORMAT",
+        help="graphml (Gephi, Cytoscape), json (the catalog's, round-trips exactly) or eap-ig "
+             "(EAP-IG's Graph.from_json).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE",
+        help="File to write (.gz compresses); default: standard output.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="MODEL", help="Model, when a task name is ambiguous.")] = None,
+) -> None:
+    """Export a circuit to a file for Gephi, Cytoscape, EAP-IG or another catalog."""
+    from catalog.formats import write_circuit
+
+    cat = open_catalog(ctx)
+    circuit = cat.get(cat.resolve(ref, model=model))
+    if output is not None:
+        write_circuit(circuit, format, output)
+        console.print(f"wrote circuit {circuit.id} ({circuit.task} on {circuit.model}) to {output}")
+        return
+    buffer = io.StringIO()  # written whole, so a failed export prints nothing
+    write_circuit(circuit, format, buffer)
+    text = buffer.getvalue()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")

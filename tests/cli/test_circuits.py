@@ -1,0 +1,143 @@
+"""import, list, show, delete, export and db on a fresh temporary catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+PEER = SHARED / "fixtures" / "peer-formats"
+
+
+def test_db_current_then_upgrade_then_current(cli):
+    first = cli("db", "current", "--json")
+    assert first.exit_code == 0, first.stderr
+    info = json.loads(first.stdout)
+    assert info["current"] is None and info["up_to_date"] is False
+    up = cli("db", "upgrade", "--json")
+    assert up.exit_code == 0, up.stderr
+    assert json.loads(up.stdout)["to"] == info["head"]
+    again = json.loads(cli("db", "current", "--json").stdout)
+    assert again["current"] == info["head"] and again["up_to_date"] is True
+
+
+def test_db_upgrade_migrates_an_out_of_date_catalog(cli, db):
+    from catalog.store import Catalog
+
+    cat = Catalog.open(db, check_schema=False)
+    cat.upgrade("0001")
+    assert cli("list").exit_code == 1  # refused: behind head
+    assert "catalog db upgrade" in cli("list").stderr
+    assert cli("db", "upgrade").exit_code == 0
+    assert cli("list").exit_code == 0
+
+
+def test_list_filters_and_json(cli, catalog_with, toy_circuit):
+    ids = catalog_with(toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"], name="one", tags=("x",)),
+                       toy_circuit("induction", ["a1.h0"], name="two"))
+    rows = json.loads(cli("list", "--json").stdout)
+    assert [r["id"] for r in rows] == ids
+    assert rows[0]["n_heads"] == 2 and rows[0]["n_mlps"] == 1
+    only = json.loads(cli("list", "--task", "induction", "--json").stdout)
+    assert [r["name"] for r in only] == ["two"]
+    tagged = json.loads(cli("list", "--tag", "x", "--json").stdout)
+    assert [r["name"] for r in tagged] == ["one"]
+    table = cli("list")
+    assert table.exit_code == 0 and "one" in table.stdout and "induction" in table.stdout
+
+
+def test_list_of_an_empty_catalog_says_how_to_fill_it(cli):
+    result = cli("list")
+    assert result.exit_code == 0 and "catalog import" in result.stdout
+
+
+def test_show_prints_provenance_metrics_and_roles(cli, catalog_with, toy_circuit):
+    from dataclasses import replace
+
+    c = toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"], roles={"a1.h1": "name mover"}, name="toy")
+    c = replace(c, metrics={"faithfulness": 0.91, "cpr": 1.5, "cmd": 0.04,
+                            "faithfulness_curve": [[0.1, 0.5], [1.0, 1.0]]})
+    (cid,) = catalog_with(c)
+    out = cli("show", cid)
+    assert out.exit_code == 0, out.stderr
+    for text in ("toy", "selection: top-k", "faithfulness: 0.91", "CPR: 1.5", "CMD: 0.04",
+                 "attention heads (2)", "MLPs (1)", "name mover", "eap-ig"):
+        assert text in out.stdout, text
+    record = json.loads(cli("show", cid, "--json").stdout)
+    assert record["metrics"]["faithfulness"] == 0.91
+    assert {n["id"]: n["role"] for n in record["nodes"]}["a1.h1"] == "name mover"
+    assert record["provenance"]["selection"]["rule"] == "top-k"
+    assert cli("show", "ioi").stdout == out.stdout  # a task name means its newest circuit
+
+
+def test_show_unknown_id_is_one_line_error(cli):
+    result = cli("show", "42")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "catalog list" in result.stderr
+
+
+def test_delete_asks_then_deletes(cli, catalog_with, toy_circuit):
+    (cid,) = catalog_with(toy_circuit("ioi", ["a0.h0"]))
+    refused = cli("delete", cid, input="n\n")
+    assert refused.exit_code == 1 and cli("show", cid).exit_code == 0
+    done = cli("delete", cid, "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert cli("show", cid).exit_code == 1
+    assert cli("delete", cid, "--yes").exit_code == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "graphml", "eap-ig"])
+def test_export_then_import_round_trips_the_circuit(cli, catalog_with, tmp_path, fmt, toy_circuit):
+    (cid,) = catalog_with(toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"],
+                                      scores={"a1.h1": 2.5}, roles={"a1.h1": "mover"}))
+    path = tmp_path / f"c.{fmt}"
+    out = cli("export", cid, "--format", fmt, "-o", path)
+    assert out.exit_code == 0, out.stderr
+    assert path.stat().st_size > 0
+    imported = cli("import", path, "--model", "toy-2l", "--task", "ioi", "--json")
+    assert imported.exit_code == 0, imported.stderr
+    (new_id,) = json.loads(imported.stdout)["ids"]
+    before = json.loads(cli("show", cid, "--json").stdout)
+    after = json.loads(cli("show", new_id, "--json").stdout)
+    assert {n["id"] for n in after["nodes"]} == {n["id"] for n in before["nodes"]}
+    assert {e["id"]: e["score"] for e in after["edges"]} == {e["id"]: e["score"] for e in before["edges"]}
+
+
+def test_export_to_stdout(cli, catalog_with, toy_circuit):
+    (cid,) = catalog_with(toy_circuit("ioi", ["a0.h0"]))
+    out = cli("export", cid, "--format", "json")
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout)["task"] == "ioi"
+
+
+def test_export_unknown_format_lists_the_known_ones(cli, catalog_with, toy_circuit):
+    (cid,) = catalog_with(toy_circuit("ioi", ["a0.h0"]))
+    out = cli("export", cid, "--format", "pickle")
+    assert out.exit_code == 1 and "graphml" in out.stderr
+
+
+def test_import_every_peer_fixture(cli):
+    if not PEER.is_dir():
+        pytest.skip("../shared/fixtures/peer-formats not found: clone next to the shared folder "
+                    "to run this test")
+    files = sorted(p for p in PEER.iterdir() if p.name != "README.md")
+    assert len(files) == 5
+    # attribution graphs name no task the importer knows, so they get one
+    tasks = {"circuit-tracer_dallas-austin_gemma-2-2b.json": "capital-of-state",
+             "neuronpedia-circuit-tracer_son-clt-hp_gemma-2-2b.json": "next-token"}
+    for path in files:
+        extra = ("--task", tasks[path.name]) if path.name in tasks else ()
+        result = cli("import", path, *extra, "--json")
+        assert result.exit_code == 0, (path.name, result.stderr)
+    rows = json.loads(cli("list", "--json").stdout)
+    assert len(rows) >= 5
+    assert {r["model"] for r in rows} >= {"gpt2-small", "gemma-2-2b"}
+
+
+def test_import_missing_file_is_one_line_error(cli, tmp_path):
+    result = cli("import", tmp_path / "nope.json")
+    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+    assert json.loads(cli("list", "--json").stdout) == []
