@@ -1,0 +1,36 @@
+"""Circuit discovery: score every node or edge of a TransformerLens model on a task, select a
+circuit, and evaluate its faithfulness. See docs/DISCOVERY.md for the conventions.
+
+Importing this package is light (no torch); the torch-using modules load when a method runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from catalog.discovery.methods import METHODS, Granularity, MethodSpec, get_method, score
+from catalog.discovery.selection import is_node_level, select, threshold, top_k
+
+if TYPE_CHECKING:
+    from catalog.discovery.evaluation import Evaluator
+
+
+def evaluator(loaded_model: Any, dataset: Any, ablation: Any = "counterfactual",
+              batch_size: int = 32, progress: Any = None) -> Evaluator:
+    """An `Evaluator` for circuits of this model on this dataset (imports torch)."""
+    from catalog.discovery.evaluation import Evaluator
+    from catalog.discovery.methods import model_and_shape
+
+    model, _ = model_and_shape(loaded_model)
+    return Evaluator(model, dataset, ablation, batch_size, progress=progress)
+
+
+def evaluate(circuit: Any, evaluator: Evaluator, absolute: bool = True) -> dict[str, Any]:
+    """Faithfulness, CPR, CMD and the faithfulness curve of a selected circuit (imports torch)."""
+    from catalog.discovery.evaluation import evaluate as _evaluate
+
+    return _evaluate(circuit, evaluator, absolute)
+
+
+__all__ = ["METHODS", "Granularity", "MethodSpec", "evaluate", "evaluator", "get_method",
+           "is_node_level", "score", "select", "threshold", "top_k"]

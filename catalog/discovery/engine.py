@@ -1,0 +1,227 @@
+"""Hooked forward passes shared by every method.
+
+Three things happen here and nowhere else: recording what each source writes to the residual
+stream (into one ``[batch, pos, source, d_model]`` buffer), patching destination inputs edge by
+edge, and computing the ablation values that stand in for a patched source. An edge u->v is
+patched by giving v the input ``clean input - (a_u - a_u_ablated)``, where ``a_u`` is what u wrote
+in the current pass; patching every edge out of u is therefore the same as patching u itself.
+
+Several patterns can run in one forward pass: the batch is repeated ``C`` times and copy ``c``
+uses mask ``c`` (``mask[c, source, destination] = 1`` patches that edge in that copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from catalog.discovery.layout import QKV_ORDER, Layout
+from catalog.errors import DiscoveryError
+from catalog.provenance import Ablation
+
+Hook = tuple[str, Callable[..., Any]]
+Progress = Callable[[str, int, int], None]
+
+
+@contextmanager
+def prepared(model: Any) -> Iterator[Layout]:
+    """Expose split q/k/v inputs, per-head results and MLP inputs; freeze parameters; eval mode.
+
+    Everything is restored on exit, so a user's model is left as it was given.
+    """
+    cfg = model.cfg
+    saved = (cfg.use_split_qkv_input, cfg.use_attn_result, cfg.use_hook_mlp_in)
+    grads = [p.requires_grad for p in model.parameters()]
+    training = model.training
+    layout = Layout.for_model(model)
+    cfg.use_split_qkv_input = True
+    cfg.use_attn_result = True
+    cfg.use_hook_mlp_in = not cfg.attn_only
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    try:
+        yield layout
+    finally:
+        cfg.use_split_qkv_input, cfg.use_attn_result, cfg.use_hook_mlp_in = saved
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
+        model.train(training)
+
+
+def device_of(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+def n_examples(dataset: Any) -> int:
+    return int(dataset.clean.shape[0])
+
+
+def batches(dataset: Any, batch_size: int, device: torch.device) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
+    """(dataset slice, clean tokens, corrupt tokens) for consecutive batches, on `device`."""
+    if batch_size < 1:
+        raise DiscoveryError(f"--batch-size must be at least 1, got {batch_size}.")
+    n = n_examples(dataset)
+    if n == 0:
+        raise DiscoveryError("The task dataset is empty; ask for at least one example (--n).")
+    if dataset.clean.shape != dataset.corrupt.shape:
+        raise DiscoveryError(
+            f"Clean and counterfactual prompts differ in shape ({tuple(dataset.clean.shape)} vs "
+            f"{tuple(dataset.corrupt.shape)}); patching needs token-aligned pairs."
+        )
+    for i in range(0, n, batch_size):
+        part = dataset[i:i + batch_size]
+        yield part, part.clean.to(device), part.corrupt.to(device)
+
+
+def metric_per_copy(part: Any, logits: torch.Tensor, copies: int) -> torch.Tensor:
+    """The task metric of each copy of a repeated batch: ``[copies, batch]``."""
+    b = logits.shape[0] // copies
+    return torch.stack([part.metric(logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
+
+
+# --- recording sources -----------------------------------------------------------------------
+
+
+def source_hooks(layout: Layout, buf: torch.Tensor) -> list[Hook]:
+    """Hooks writing each source's output into ``buf[:, :, source]`` (detached)."""
+
+    def put(index: int | slice) -> Callable[..., None]:
+        def hook(act: torch.Tensor, hook: Any) -> None:
+            buf[:, :, index] = act.detach()
+
+        return hook
+
+    hooks: list[Hook] = [("blocks.0.hook_resid_pre", put(0))]
+    for layer in range(layout.n_layers):
+        first = layout.head_source(layer, 0)
+        hooks.append((f"blocks.{layer}.attn.hook_result", put(slice(first, first + layout.n_heads))))
+        if layout.has_mlp:
+            hooks.append((f"blocks.{layer}.hook_mlp_out", put(layout.mlp_source(layer))))
+    return hooks
+
+
+def new_buffer(model: Any, layout: Layout, tokens: torch.Tensor) -> torch.Tensor:
+    b, t = tokens.shape
+    return torch.zeros(b, t, layout.n_sources, model.cfg.d_model, dtype=model.cfg.dtype,
+                       device=tokens.device)
+
+
+@torch.no_grad()
+def record(model: Any, layout: Layout, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, source outputs ``[B, T, S, D]``) of a plain forward pass."""
+    buf = new_buffer(model, layout, tokens)
+    with model.hooks(fwd_hooks=source_hooks(layout, buf)):
+        logits = model(tokens)
+    return logits, buf
+
+
+@torch.no_grad()
+def mean_sources(model: Any, layout: Layout, dataset: Any, batch_size: int) -> torch.Tensor:
+    """Per-position mean of every source's output over the clean prompts: ``[T, S, D]``."""
+    total: torch.Tensor | None = None
+    for _, clean, _ in batches(dataset, batch_size, device_of(model)):
+        _, buf = record(model, layout, clean)
+        part = buf.to(torch.float64).sum(0)
+        total = part if total is None else total + part
+    if total is None:  # batches() raises on an empty dataset; kept for type checkers
+        raise DiscoveryError("The task dataset is empty.")
+    return (total / n_examples(dataset)).to(model.cfg.dtype)
+
+
+class Ablator:
+    """Source values that replace a patched source, per batch, for one ablation."""
+
+    def __init__(self, model: Any, layout: Layout, dataset: Any, ablation: Ablation, batch_size: int):
+        self.model, self.layout, self.ablation = model, layout, Ablation(ablation)
+        self.mean = mean_sources(model, layout, dataset, batch_size) if self.ablation is Ablation.MEAN else None
+
+    def values(self, clean: torch.Tensor, corrupt: torch.Tensor) -> torch.Tensor:
+        """``[B, T, S, D]``: the counterfactual run's outputs, the dataset mean, or zeros."""
+        if self.ablation is Ablation.COUNTERFACTUAL:
+            return record(self.model, self.layout, corrupt)[1]
+        if self.ablation is Ablation.MEAN:
+            if self.mean is None or self.mean.shape[0] != clean.shape[1]:
+                raise DiscoveryError("Mean ablation needs every prompt of the dataset to have the same length.")
+            return self.mean.unsqueeze(0).expand(clean.shape[0], -1, -1, -1)
+        return new_buffer(self.model, self.layout, clean)
+
+
+# --- patching destination inputs -------------------------------------------------------------
+
+
+def patch_hooks(layout: Layout, ablated: torch.Tensor, current: torch.Tensor, mask: torch.Tensor) -> list[Hook]:
+    """Hooks giving each destination ``input + sum_u mask[c,u,v] * (ablated_u - current_u)``.
+
+    `ablated` is ``[B, T, S, D]``, `current` the buffer the source hooks of this pass fill
+    (``[C*B, T, S, D]``), `mask` ``[C, S, Dst]`` in the activations' dtype.
+    """
+    copies = mask.shape[0]
+
+    def make(first: int, count: int, upto: int, heads: bool) -> Hook | None:
+        m = mask[:, :upto, first:first + count]
+        if not bool(m.any()):
+            return None
+
+        def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            b, t = ablated.shape[:2]
+            cur = current[:, :, :upto].view(copies, b, t, upto, -1)
+            diff = ablated[:, :, :upto].unsqueeze(0) - cur
+            if heads:
+                delta = torch.einsum("cbtsd,csh->cbthd", diff, m)
+            else:
+                delta = torch.einsum("cbtsd,cs->cbtd", diff, m[..., 0])
+            return act + delta.reshape(act.shape)
+
+        return hook  # type: ignore[return-value]
+
+    hooks: list[Hook] = []
+    for layer in range(layout.n_layers):
+        for qkv in QKV_ORDER:
+            first = layout.head_dest(layer, qkv, 0)
+            fn = make(first, layout.n_heads, layout.n_upstream(first), True)
+            if fn is not None:
+                hooks.append((f"blocks.{layer}.hook_{qkv}_input", fn))  # type: ignore[arg-type]
+        if layout.has_mlp:
+            d = layout.mlp_dest(layer)
+            fn = make(d, 1, layout.n_upstream(d), False)
+            if fn is not None:
+                hooks.append((f"blocks.{layer}.hook_mlp_in", fn))  # type: ignore[arg-type]
+    d = layout.logits_dest
+    fn = make(d, 1, layout.n_upstream(d), False)
+    if fn is not None:
+        hooks.append((f"blocks.{layout.n_layers - 1}.hook_resid_post", fn))  # type: ignore[arg-type]
+    return hooks
+
+
+@torch.no_grad()
+def patched_logits(model: Any, layout: Layout, clean: torch.Tensor, ablated: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """Logits ``[C*B, T, V]`` of the clean batch repeated once per mask, each copy patched by its mask."""
+    copies = mask.shape[0]
+    tokens = clean.repeat(copies, 1)
+    current = new_buffer(model, layout, tokens)
+    hooks = source_hooks(layout, current) + patch_hooks(layout, ablated, current, mask.to(ablated.dtype))
+    with model.hooks(fwd_hooks=hooks):
+        return model(tokens)
+
+
+def valid_mask(layout: Layout, device: torch.device) -> torch.Tensor:
+    """``[S, Dst]`` bool: True where an edge exists."""
+    m = torch.zeros(layout.n_sources, layout.n_destinations, dtype=torch.bool, device=device)
+    for d in range(layout.n_destinations):
+        m[:layout.n_upstream(d), d] = True
+    return m
+
+
+def copies_per_pass(batch: int, wanted: int, max_rows: int) -> int:
+    """How many repeated copies of a batch of `batch` examples fit in `max_rows` rows."""
+    return max(1, min(wanted, max_rows // max(batch, 1)))
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
