@@ -1,0 +1,192 @@
+"""Discovery jobs: score, select and evaluate a circuit, recorded in the catalog as a run.
+
+Each (task, method) pair is one run: ``running`` when it starts, ``done`` with its circuit
+stored in the same transaction, or ``failed`` with the error (Ctrl-C included) and no circuit.
+The error is then re-raised for the caller (the CLI turns it into one line, or exit code 130).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from catalog.discovery import get_method
+from catalog.errors import InvalidInputError, TaskError, suggest
+from catalog.provenance import Ablation, Circuit, Provenance, Selection, SelectionRule, Source
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
+
+#: Examples per task. With the embedded model, the main job (two tasks) takes about a minute on
+#: two CPU cores at this size; scores are stable across seeds at this n (see docs/DISCOVERY.md).
+DEFAULT_N = 128
+#: Examples per forward pass.
+DEFAULT_BATCH_SIZE = 32
+#: The stored circuit: the smallest top-k one keeping 80% of the task behaviour.
+DEFAULT_SELECTION = Selection(rule=SelectionRule.FAITHFULNESS, value=0.8, absolute=True)
+
+Notify = Callable[[str], None]
+
+
+def discover(cat: Catalog, task: str | None, model: Any = None, method: str = "eap-ig",
+             ablation: Ablation | str = Ablation.COUNTERFACTUAL, selection: Selection | None = None,
+             n: int | None = None, seed: int = 0, batch_size: int | None = None,
+             device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
+             progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
+             params: dict[str, Any] | None = None, dataset: Any = None,
+             notify: Notify | None = None) -> Circuit:
+    """Discover one circuit and store it as a run; return it with its catalog id.
+
+    `model` is a model name or path, a `LoadedModel`, or None for the embedded default.
+    `task` names a registered task (or, with `task_file`, names the file's task); a prebuilt
+    `dataset` skips building one. `params` are method parameters (e.g. ``{"steps": 5}``).
+    """
+    return discover_many(cat, [task] if task else [], [method], model=model,
+                         ablation=ablation, selection=selection, n=n, seed=seed,
+                         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file,
+                         progress=progress, name=name, tags=tags, params=params, dataset=dataset,
+                         notify=notify)[0]
+
+
+def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], model: Any = None,
+                  ablation: Ablation | str = Ablation.COUNTERFACTUAL, selection: Selection | None = None,
+                  n: int | None = None, seed: int = 0, batch_size: int | None = None,
+                  device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
+                  progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
+                  params: dict[str, Any] | None = None, dataset: Any = None,
+                  notify: Notify | None = None) -> list[Circuit]:
+    """Run every (task, method) pair in turn, one run each, loading the model once.
+
+    Stops at the first failure (that run is marked failed; earlier circuits stay stored).
+    """
+    specs = [get_method(m) for m in methods] or [get_method("eap-ig")]
+    for spec in specs:
+        spec.params(params or {})
+    try:
+        ablation = Ablation(ablation)
+    except ValueError:
+        raise suggest(str(ablation), [a.value for a in Ablation], "ablation") from None
+    selection = selection or DEFAULT_SELECTION
+    n = DEFAULT_N if n is None else n
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if n < 1 or batch_size < 1:
+        raise InvalidInputError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size}).")
+    say = notify or (lambda _msg: None)
+    task_specs = _task_specs(tasks, task_file, dataset)
+
+    loaded = _load(model, device, dtype, say)
+    circuits = []
+    for task_name, task_spec in task_specs:
+        started = time.perf_counter()
+        ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed)
+        built = time.perf_counter() - started
+        for spec in specs:
+            say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, "
+                f"{selection.describe()})")
+            circuits.append(_run_one(cat, loaded, task_name, ds, spec.slug, spec.params(params or {}),
+                                     ablation, selection, seed, batch_size, dtype, progress, name,
+                                     tuple(tags), built))
+    return circuits
+
+
+def _task_specs(tasks: Sequence[str], task_file: str | Path | None, dataset: Any) -> list[tuple[str, Any]]:
+    """(task name, TaskSpec or None) for each task to run, checked before any model loads."""
+    if dataset is not None:
+        if len(tasks) != 1 or task_file is not None:
+            raise InvalidInputError("A prebuilt dataset goes with exactly one task name and no task file.")
+        return [(tasks[0], None)]
+    from catalog.tasks import get_task, task_from_file
+
+    out: list[tuple[str, Any]] = [(t, get_task(t)) for t in tasks]
+    if task_file is not None:
+        spec = task_from_file(task_file)
+        out.append((spec.slug, spec))
+    if not out:
+        raise TaskError("Name a task with --task (e.g. --task ioi) or give --task-file FILE.jsonl.")
+    return out
+
+
+def _load(model: Any, device: str | None, dtype: str, say: Notify) -> Any:
+    if model is not None and not isinstance(model, (str, Path)):
+        return model  # an already loaded model (LoadedModel or HookedTransformer)
+    from catalog.models import load_model
+
+    loaded = load_model(None if model is None else str(model), device=device, dtype=dtype)
+    describe = getattr(loaded, "describe", None)
+    if getattr(loaded, "is_default", False):
+        say("No --model given: using the embedded default model, "
+            + (describe() if callable(describe) else getattr(loaded, "name", "")))
+    elif callable(describe):
+        say(f"model: {describe()}")
+    return loaded
+
+
+def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_params: dict[str, Any],
+             ablation: Ablation, selection: Selection, seed: int, batch_size: int, dtype: str,
+             progress: bool, name: str | None, tags: tuple[str, ...], built_s: float) -> Circuit:
+    """One run: start it, score, select, evaluate, store; on any error or Ctrl-C mark it failed."""
+    import torch
+
+    from catalog.discovery import evaluate, evaluator, score, select
+    from catalog.discovery.methods import model_and_shape
+
+    _, shape = model_and_shape(loaded)
+    provenance = Provenance(
+        source=Source.DISCOVERY, method=method,
+        method_params={**method_params, "batch_size": batch_size, "dtype": dtype},
+        dataset_hash=getattr(ds, "dataset_hash", None), dataset_size=len(ds), seed=seed,
+        metric=getattr(ds, "metric_name", None), ablation=ablation, selection=selection,
+    )
+    run_id = cat.start_run(shape, task, provenance)
+    try:
+        timings = {"dataset": round(built_s, 3)}
+        with _progress(progress, f"{task} / {method}") as bar:
+            torch.manual_seed(seed)
+            t0 = time.perf_counter()
+            graph = score(loaded, ds, method, ablation=ablation, batch_size=batch_size,
+                          progress=bar, **method_params)
+            timings["score"] = round(time.perf_counter() - t0, 3)
+            t0 = time.perf_counter()
+            bar("evaluating", 0, 1)
+            ev = evaluator(loaded, ds, ablation, batch_size)
+            chosen = select(graph, selection, ev)
+            timings["select"] = round(time.perf_counter() - t0, 3)
+            t0 = time.perf_counter()
+            metrics = evaluate(chosen, ev, selection.absolute)
+            timings["evaluate"] = round(time.perf_counter() - t0, 3)
+            bar("evaluating", 1, 1)
+        metrics["timings"] = timings
+        circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
+        cid = cat.finish_run(run_id, circuit)
+    except BaseException as e:  # Ctrl-C too: the run must not stay "running"
+        message = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+        try:
+            cat.fail_run(run_id, message)
+        except Exception:  # the original error matters more than a failed bookkeeping write
+            pass
+        raise
+    return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
+
+
+@contextmanager
+def _progress(enabled: bool, title: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback ``(phase, done, total)`` drawing a rich bar on stderr when enabled."""
+    if not enabled:
+        yield lambda phase, done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{title}: {phase}", total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update

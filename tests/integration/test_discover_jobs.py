@@ -1,0 +1,86 @@
+"""Discovery jobs against a real catalog: runs with status, stored circuits, failures, Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+
+from test_discovery_fixtures import COPY_HEAD, copy_dataset, copy_head_model  # noqa: E402
+
+from catalog import jobs  # noqa: E402
+from catalog.errors import UnknownKeyError  # noqa: E402
+from catalog.provenance import Selection, Source  # noqa: E402
+
+
+def test_a_job_stores_its_circuit_with_provenance_and_metrics(catalog):
+    circuit = jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(),
+                            selection=Selection(rule="top-k", value=2), seed=3, progress=False,
+                            name="copy circuit", tags=("toy",))
+    stored = catalog.get(circuit.id)
+    assert stored.graph == circuit.graph and stored.graph.heads == {COPY_HEAD}
+    assert stored.name == "copy circuit" and stored.tags == ("toy",)
+    p = stored.provenance
+    assert (p.source, p.method, p.seed, p.dataset_size, p.metric) == (Source.DISCOVERY, "eap", 3, 16, "logit_diff")
+    assert p.selection.describe() == "top-k 2 by |score|" and p.method_params["steps"] == 1
+    assert p.library_versions["torch"]
+    m = stored.metrics
+    assert 0.75 < m["faithfulness"] <= 1.0 and 0 < m["cpr"] < 1 and m["cmd"] >= 0
+    assert len(m["faithfulness_curve"]) == 10 and set(m["timings"]) >= {"score", "select", "evaluate"}
+    assert len(stored.graph.edges) == len(stored.graph.circuit_edges) + sum(not e.in_circuit for e in stored.graph.edges)
+    run = catalog.get_run(circuit.run_id)
+    assert run.status == "done" and run.circuit_ids == (circuit.id,) and run.seconds is not None
+
+
+def test_default_selection_reaches_the_target_faithfulness(catalog):
+    circuit = jobs.discover(catalog, "copy", model=copy_head_model(), method="eap-ig", dataset=copy_dataset(),
+                            progress=False)
+    assert circuit.provenance.selection.describe() == "faithfulness 0.8 by |score|"
+    assert circuit.metrics["faithfulness"] >= 0.8
+    assert COPY_HEAD in circuit.graph.heads
+
+
+def test_several_methods_in_one_call_are_separate_runs(catalog):
+    out = jobs.discover_many(catalog, ["copy"], ["activation-patching", "eap"], model=copy_head_model(),
+                             dataset=copy_dataset(), selection=Selection(rule="top-k", value=1), progress=False)
+    assert [c.provenance.method for c in out] == ["activation-patching", "eap"]
+    assert [r.status for r in catalog.list_runs()] == ["done", "done"]
+    assert len(catalog.list()) == 2
+
+
+def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
+    ds = copy_dataset()
+
+    def broken(self, logits):
+        raise RuntimeError("metric exploded")
+
+    monkeypatch.setattr(type(ds), "metric", broken)
+    with pytest.raises(RuntimeError, match="metric exploded"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=ds, progress=False)
+    (run,) = catalog.list_runs()
+    assert run.status == "failed" and "metric exploded" in run.error and run.circuit_ids == ()
+    assert catalog.list() == []
+
+
+def test_ctrl_c_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
+    import catalog.discovery as discovery
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(discovery, "select", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(), progress=False)
+    (run,) = catalog.list_runs()
+    assert run.status == "failed" and "interrupted" in run.error
+    assert catalog.list() == []
+
+
+def test_bad_method_is_refused_before_any_run_starts(catalog):
+    with pytest.raises(UnknownKeyError, match="Did you mean 'eap'"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="eapp", dataset=copy_dataset(), progress=False)
+    assert catalog.list_runs() == []
