@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from catalog.provenance import Circuit
 if TYPE_CHECKING:
     from catalog.store import Catalog
 
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 Reader = Callable[..., list[Circuit]]
 Writer = Callable[[Circuit, Any], None]
 
@@ -93,6 +95,21 @@ def read_circuits(path: str | os.PathLike[str], format: str | None = None, model
     name what the file does not say (or override it); `top_k` re-selects the stored circuit as
     the top-k edges by |score| and records that rule.
     """
+    try:
+        return _read(path, format, model, task, name, top_k)
+    except CatalogError as exc:
+        # File content is echoed in messages; keep each one a single, bounded line.
+        text = str(exc)
+        flat = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+        if len(flat) > 800:
+            flat = flat[:500] + " ... " + flat[-250:]
+        if flat == text:
+            raise
+        raise type(exc)(flat) from None
+
+
+def _read(path: str | os.PathLike[str], format: str | None, model: str | None, task: str | None,
+          name: str | None, top_k: int | None) -> list[Circuit]:
     spec = get_format(format) if format else None
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InvalidInputError(f"--top-k must be a positive integer, got {top_k!r}.")
