@@ -25,6 +25,8 @@ from typer.core import TyperGroup
 from catalog.errors import CatalogError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from catalog.store import Catalog
 
 
@@ -177,3 +179,10 @@ def fmt_score(value: float | None, digits: int = 3) -> str:
     ('0.123', '-')
     """
     return "-" if value is None else f"{value:.{digits}g}"
+
+
+def table(*columns: str, **options: Any) -> Table:
+    """A borderless rich table (imported on first use: start-up stays fast)."""
+    from rich.table import Table
+
+    return Table(*columns, **({"box": None, "pad_edge": False} | options))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from catalog.graph import CircuitGraph
 from catalog.naming import NodeKind
-from catalog.provenance import Circuit
-from cli._common import console, fmt_score, jsonable, open_catalog, print_json
+from cli._common import console, fmt_score, jsonable, open_catalog, print_json, table
+
+if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
+    from catalog.graph import CircuitGraph
+    from catalog.provenance import Circuit
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Model name, e.g. gpt2-small.")]
@@ -65,14 +66,14 @@ def list_(
         console.print("no circuits (import some with `catalog import FILE` or "
                       "`catalog published load`).")
         return
-    table = Table("id", "name", "model", "task", "method", "nodes", "edges", "heads", "mlps",
-                  "faith.", "tags", box=None, pad_edge=False)
+    out = table("id", "name", "model", "task", "method", "nodes", "edges", "heads", "mlps",
+                "faith.", "tags")
     for r in rows:
         faith = r.metrics.get("faithfulness") if r.metrics else None
-        table.add_row(str(r.id), r.name or "-", r.model, r.task, r.method or str(r.source),
-                      str(r.n_nodes), str(r.n_edges), str(r.n_heads), str(r.n_mlps),
-                      fmt_score(faith), ",".join(r.tags))
-    console.print(table)
+        out.add_row(str(r.id), r.name or "-", r.model, r.task, r.method or str(r.source),
+                    str(r.n_nodes), str(r.n_edges), str(r.n_heads), str(r.n_mlps),
+                    fmt_score(faith), ",".join(r.tags))
+    console.print(out)
 
 
 def show(
@@ -175,7 +176,7 @@ def _render_nodes(g: CircuitGraph) -> None:
         if not of_kind:
             continue
         console.print(f"{title} ({len(of_kind)}):")
-        table = Table("id", "score", "role", box=None, pad_edge=False, padding=(0, 2, 0, 2))
+        rows = table("id", "score", "role", padding=(0, 2, 0, 2))
         for n in of_kind:
-            table.add_row(n.id, fmt_score(n.score), roles.get(n.id) or labels.get(n.id) or "")
-        console.print(table)
+            rows.add_row(n.id, fmt_score(n.score), roles.get(n.id) or labels.get(n.id) or "")
+        console.print(rows)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cli._common import console, open_catalog, print_json
+from cli._common import console, open_catalog, print_json, table
 
 app = typer.Typer(help="Circuits from the literature shipped with the package.",
                   no_args_is_help=True)
@@ -29,13 +28,12 @@ def list_published(json_: JsonOpt = False) -> None:
                      "file": e.file}
                     for e in entries])
         return
-    table = Table("name", "task", "model", "heads", "mlps", "confidence", "arXiv", box=None,
-                  pad_edge=False)
+    out = table("name", "task", "model", "heads", "mlps", "confidence", "arXiv")
     for e in entries:
         g = e.circuit.graph
-        table.add_row(e.name, e.circuit.task, e.circuit.model, str(len(g.heads)),
-                      str(len(g.mlps)), e.confidence, e.arxiv)
-    console.print(table)
+        out.add_row(e.name, e.circuit.task, e.circuit.model, str(len(g.heads)),
+                    str(len(g.mlps)), e.confidence, e.arxiv)
+    console.print(out)
 
 
 @app.command("load")

@@ -1,0 +1,128 @@
+"""`catalog discover` (find circuits and store them as runs) and `catalog runs` (list the runs).
+
+Thin: parse options, call `catalog.jobs.discover_many` or `Catalog.list_runs`, render. torch is
+imported only inside the discover command body, through `catalog.jobs`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cli._common import console, err_console, fmt_score, open_catalog, print_json
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
+    from catalog.errors import InvalidInputError
+    from catalog.provenance import Selection, SelectionRule
+
+    given = [(r, v) for r, v in ((SelectionRule.TOP_K, top_k), (SelectionRule.THRESHOLD, threshold),
+                                 (SelectionRule.FAITHFULNESS, faithfulness)) if v is not None]
+    if len(given) > 1:
+        raise InvalidInputError("Give only one of --top-k, --threshold and --faithfulness.")
+    if not given:
+        return None  # the job's default
+    return Selection(rule=given[0][0], value=given[0][1], absolute=absolute)
+
+
+def discover(
+    ctx: typer.Context,
+    task: Annotated[list[str] | None, typer.Option(
+        "--task", "-t", metavar="TASK", help="Task to find a circuit for: ioi, colored-objects, greater-than, "
+                                             "induction (repeatable).")] = None,
+    task_file: Annotated[Path | None, typer.Option(
+        "--task-file", metavar="FILE.jsonl", help="Your own task: JSONL records of clean, corrupt, answer, "
+                                                  "wrong_answer.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="MODEL", help="TransformerLens name (gpt2-small, ...) or a local Hugging Face "
+                                               "folder (default: the embedded model).")] = None,
+    method: Annotated[list[str] | None, typer.Option(
+        "--method", metavar="METHOD", help="activation-patching, eap, eap-ig (default) or edge-patching "
+                                           "(repeatable).")] = None,
+    ablation: Annotated[str, typer.Option(
+        "--ablation", metavar="ABLATION", help="What replaces a patched component: counterfactual, mean "
+                                               "or zero.")] = "counterfactual",
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", metavar="K", help="Keep the K best edges (components for activation patching).")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", metavar="T", help="Keep edges (components) scoring at least T.")] = None,
+    faithfulness: Annotated[float | None, typer.Option(
+        "--faithfulness", metavar="F", help="Keep the smallest top-k circuit with faithfulness >= F "
+                                            "(default: 0.8).")] = None,
+    absolute: Annotated[bool, typer.Option(
+        "--absolute/--signed", help="Rank by |score| (default) or by signed score.")] = True,
+    n: Annotated[int | None, typer.Option("--n", metavar="N", help="Examples per task (default 128).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Dataset and run seed.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", metavar="B", help="Examples per forward pass (default 32).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        "--steps", metavar="S", help="Integrated-gradient steps for eap-ig (default 5).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ... (default: CUDA when present).")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or bfloat16.")] = "float32",
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name for the stored circuit(s).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag to add (repeatable).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Discover circuits (each task x method is one run) and store them in the catalog."""
+    from catalog import jobs
+
+    cat = open_catalog(ctx)
+    circuits = jobs.discover_many(
+        cat, task or [], method or ["eap-ig"], model=model, ablation=ablation,
+        selection=_selection(top_k, threshold, faithfulness, absolute), n=n, seed=seed,
+        batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
+        name=name, tags=tuple(tag or ()), params={"steps": steps} if steps is not None else None,
+        notify=lambda msg: err_console.print(msg))
+    if json_:
+        print_json([_summary(c) for c in circuits])
+        return
+    table = Table("id", "run", "task", "method", "nodes", "edges", "heads", "mlps", "faith.", "CPR", "CMD",
+                  "seconds", box=None, pad_edge=False)
+    for c in circuits:
+        s = _summary(c)
+        table.add_row(str(c.id), str(c.run_id), c.task, s["method"], str(s["nodes"]), str(s["edges"]),
+                      str(s["heads"]), str(s["mlps"]), fmt_score(s["faithfulness"]), fmt_score(s["cpr"]),
+                      fmt_score(s["cmd"]), f"{s['seconds']:.1f}")
+    console.print(table)
+
+
+def _summary(c: Any) -> dict[str, Any]:
+    """What `discover --json` prints for one circuit."""
+    m = c.metrics
+    return {
+        "id": c.id, "run_id": c.run_id, "model": c.model, "task": c.task, "method": c.provenance.method,
+        "selection": c.provenance.selection.describe() if c.provenance.selection else None,
+        **c.graph.summary(), "heads_in_circuit": sorted(c.graph.heads),
+        "faithfulness": m.get("faithfulness"), "cpr": m.get("cpr"), "cmd": m.get("cmd"),
+        "seconds": sum(m.get("timings", {}).values()),
+    }
+
+
+def runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status", metavar="STATUS", help="running, done or failed.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Only runs on this model.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Only runs for this task.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List discovery runs with their status, timing and the circuit each stored."""
+    rows = open_catalog(ctx).list_runs(status=status, model=model, task=task)
+    if json_:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no runs yet (start one with `catalog discover --task ioi`).")
+        return
+    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "error",
+                  box=None, pad_edge=False)
+    for r in rows:
+        table.add_row(str(r.id), r.status, r.model, r.task, r.provenance.method or "-",
+                      r.started_at.strftime("%Y-%m-%d %H:%M:%S"), fmt_score(r.seconds),
+                      ",".join(map(str, r.circuit_ids)) or "-", r.error or "")
+    console.print(table)
