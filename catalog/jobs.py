@@ -61,10 +61,14 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
     """Run every (task, method) pair in turn, one run each, loading the model once.
 
     Stops at the first failure (that run is marked failed; earlier circuits stay stored).
+    Each method receives the `params` it takes; a parameter no method takes is an error.
     """
     specs = [get_method(m) for m in methods] or [get_method("eap-ig")]
-    for spec in specs:
-        spec.params(params or {})
+    params = dict(params or {})
+    unused = set(params) - {k for spec in specs for k in spec.defaults}
+    if unused:
+        takes = "; ".join(f"{s.slug}: {', '.join(sorted(s.defaults)) or 'none'}" for s in specs)
+        raise InvalidInputError(f"No chosen method takes {', '.join(sorted(unused))}. Parameters ({takes}).")
     try:
         ablation = Ablation(ablation)
     except ValueError:
@@ -86,7 +90,8 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
         for spec in specs:
             say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, "
                 f"{selection.describe()})")
-            circuits.append(_run_one(cat, loaded, task_name, ds, spec.slug, spec.params(params or {}),
+            own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
+            circuits.append(_run_one(cat, loaded, task_name, ds, spec.slug, own,
                                      ablation, selection, seed, batch_size, dtype, progress, name,
                                      tuple(tags), built))
     return circuits

@@ -114,3 +114,9 @@ def attribution_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.C
             if progress:
                 progress("attribution", done, n)
         return (scores.to(torch.float64) / (n * steps)).cpu().tolist()
+
+
+def eap_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
+               batch_size: int = 32, progress: Progress | None = None) -> list[list[float]]:
+    """EAP: attribution scores from one gradient at the clean input (no steps parameter)."""
+    return attribution_scores(model, dataset, ablation, batch_size, steps=1, progress=progress)

@@ -26,7 +26,7 @@ def test_a_job_stores_its_circuit_with_provenance_and_metrics(catalog):
     assert stored.name == "copy circuit" and stored.tags == ("toy",)
     p = stored.provenance
     assert (p.source, p.method, p.seed, p.dataset_size, p.metric) == (Source.DISCOVERY, "eap", 3, 16, "logit_diff")
-    assert p.selection.describe() == "top-k 2 by |score|" and p.method_params["steps"] == 1
+    assert p.selection.describe() == "top-k 2 by |score|" and p.method_params == {"batch_size": 32, "dtype": "float32"}
     assert p.library_versions["torch"]
     m = stored.metrics
     assert 0.75 < m["faithfulness"] <= 1.0 and 0 < m["cpr"] < 1 and m["cmd"] >= 0
