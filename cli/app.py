@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, export, published
+from cli import circuits, db, export, published, queries
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -43,6 +43,9 @@ app.command("list")(circuits.list_)
 app.command("show")(circuits.show)
 app.command("delete")(circuits.delete)
 app.command("export")(export.export)
+app.command("compare")(queries.compare)
+app.command("reuse")(queries.reuse)
+app.command("find")(queries.find)
 app.add_typer(published.app, name="published")
 app.add_typer(db.app, name="db")
 

@@ -1,0 +1,170 @@
+"""`catalog compare`, `reuse` and `find`: what circuits share, and where a component appears."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli._common import console, fmt_score, open_catalog, print_json, table
+
+if TYPE_CHECKING:
+    from catalog.queries import Comparison, Component, Reuse
+    from catalog.queries.compare import Overlaps
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", metavar="MODEL", help="Model whose circuits to use, e.g. gpt2-small.")]
+
+
+def compare(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(metavar="A", help="Circuit id, task name or circuit name.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="Circuit id, task name or circuit name.")],
+    model: ModelOpt = None,
+    matched_k: Annotated[int | None, typer.Option(
+        "--matched-k", metavar="K", help="Also compare both cut to the same size: top K edges by "
+                                         "|score| (or top K components when unscored).")] = None,
+    include_io: Annotated[bool, typer.Option(
+        "--include-io", help="Count the input and logits nodes as shared components.")] = False,
+    limit: Annotated[int, typer.Option(
+        "--limit", metavar="N", help="Components to list per group (0: all).")] = 25,
+    json_: JsonOpt = False,
+) -> None:
+    """Compare two circuits: sizes, Jaccard and overlap coefficient over nodes, heads, MLPs and
+    edges, score-weighted overlap, shared and exclusive components with their roles."""
+    from catalog.queries import compare as run
+
+    result = run(open_catalog(ctx), a, b, model=model, matched_k=matched_k, include_io=include_io)
+    if json_:
+        print_json(result)
+        return
+    render_comparison(result, limit)
+
+
+def reuse(
+    ctx: typer.Context,
+    model: ModelOpt = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", metavar="KIND", help="Component kinds to count (repeatable): attention, mlp, "
+                                       "feature, error, input, logits. Default: all but input "
+                                       "and logits.")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", metavar="FILE.png", help="Draw the task x task overlap as a heatmap.")] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", metavar="N", help="Components to list (0: all).")] = 25,
+    json_: JsonOpt = False,
+) -> None:
+    """Component reuse across tasks: for each component, how many tasks' circuits contain it,
+    and the task x task overlap matrix (newest circuit per task)."""
+    from catalog.queries import reuse as run
+    from catalog.queries import reuse_heatmap
+
+    result = run(open_catalog(ctx), model=model, kinds=kind or None)
+    written = reuse_heatmap(result, plot) if plot is not None else None
+    if json_:
+        print_json(result.model_dump(mode="json") | ({"plot": str(written)} if written else {}))
+        return
+    render_reuse(result, limit)
+    if written is not None:
+        console.print(f"heatmap written to {written}")
+
+
+def find(
+    ctx: typer.Context,
+    component: Annotated[str, typer.Argument(
+        metavar="COMPONENT", help="a9.h9, m10, f3.1200[clt], or a peer spelling (A9.9, L9H9, "
+                                  "blocks.9.attn.hook_result[9]).")],
+    model: ModelOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Every circuit containing a component, with its role and score there."""
+    from catalog.queries import find as run
+
+    hits = run(open_catalog(ctx), component, model=model)
+    if json_:
+        print_json(hits)
+        return
+    if not hits:
+        console.print(f"no circuit contains {component}" + (f" on {model}" if model else "") + ".")
+        return
+    out = table("circuit", "name", "model", "task", "method", "node", "score", "role")
+    for h in hits:
+        out.add_row(str(h.circuit_id), h.circuit_name or "-", h.model, h.task, h.method or "-",
+                    h.node_id, fmt_score(h.score), h.role or h.label or "")
+    console.print(out)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _overlap_table(o: Overlaps) -> None:
+    out = table("", "shared", "|A|", "|B|", "Jaccard", "overlap coef.")
+    rows = [("nodes", o.nodes), ("heads", o.heads), ("MLPs", o.mlps)]
+    rows += [("features", o.features)] if o.features is not None else []
+    rows += [("edges", o.edges)]
+    for label, s in rows:
+        out.add_row(label, str(s.shared), str(s.size_a), str(s.size_b), _ratio(s.jaccard),
+                    _ratio(s.overlap))
+    console.print(out)
+    console.print(f"score-weighted overlap: {_ratio(o.weighted)}")
+
+
+def _components(title: str, items: tuple[Component, ...], limit: int, both: bool) -> None:
+    console.print(f"{title} ({len(items)}):")
+    shown = items if limit <= 0 else items[:limit]
+    for c in shown:
+        roles = [r for r in ((c.role_a, c.role_b) if both else (c.role_a or c.role_b,)) if r]
+        if both and c.role_a and c.role_b and c.role_a == c.role_b:
+            roles = [c.role_a]
+        console.print(f"  {c.id:<12} {' / '.join(roles)}".rstrip())
+    if len(shown) < len(items):
+        console.print(f"  ... and {len(items) - len(shown)} more (--limit 0 lists all)")
+
+
+def render_comparison(r: Comparison, limit: int) -> None:
+    """Print a comparison for people; every figure says the circuit sizes it was measured at."""
+    for label, s in (("A", r.a), ("B", r.b)):
+        console.print(f"{label}: circuit {s.id} {s.name or ''} ({s.task} on {s.model}"
+                      f"{', ' + s.method if s.method else ''}): {s.nodes} nodes, {s.heads} heads, "
+                      f"{s.mlps} MLPs, {s.features} features, {s.edges} edges")
+    if not r.include_io:
+        console.print("(input and logits are left out of the node counts; --include-io counts them)")
+    _overlap_table(r)
+    _components("shared", r.shared, limit, both=True)
+    _components("only in A", r.only_a, limit, both=False)
+    _components("only in B", r.only_b, limit, both=False)
+    if r.matched is not None:
+        m = r.matched
+        console.print(f"\nat a matched size: top {m.k} {m.unit} by |score| in each")
+        _overlap_table(m)
+        _components("shared", m.shared, limit, both=True)
+
+
+def render_reuse(r: Reuse, limit: int) -> None:
+    """Print the reuse counts and the task x task matrix (Jaccard, with shared counts)."""
+    console.print(f"model {r.model}; components counted: {', '.join(r.kinds)}")
+    if not r.tasks:
+        console.print("no circuits on this model.")
+        return
+    console.print("task x task overlap, newest circuit per task: Jaccard (shared components)")
+    matrix = table("", *r.tasks)
+    for i, t in enumerate(r.tasks):
+        matrix.add_row(f"{t} #{r.circuits[t]} ({r.sizes[i]})",
+                       *(f"{_ratio(r.jaccard[i][j])} ({r.shared[i][j]})"
+                         for j in range(len(r.tasks))))
+    console.print(matrix)
+    ranked = sorted(r.components, key=lambda c: (-c.n_tasks, -c.n_circuits, c.component))
+    shown = ranked if limit <= 0 else ranked[:limit]
+    console.print(f"components by number of tasks ({len(ranked)} in all):")
+    out = table("component", "kind", "tasks", "circuits", "task names")
+    for c in shown:
+        out.add_row(c.component, c.kind, str(c.n_tasks), str(c.n_circuits), ", ".join(c.tasks))
+    console.print(out)
+    if len(shown) < len(ranked):
+        console.print(f"... and {len(ranked) - len(shown)} more (--limit 0 lists all)")
