@@ -48,9 +48,9 @@ def test_compare_matched_size(cli, two):
     m = r["matched"]
     assert m["k"] == 2 and m["unit"] == "edges"
     # top-2 edges by |score|, ties broken by edge key: A keeps a1.h1->logits (3.0) and
-    # input->a0.h0<v>; B keeps a1.h0->logits (5.0) and a1.h1->logits. No edge in common; of the
-    # nodes, a1.h1 is shared, out of a0.h0, a1.h0 and a1.h1.
-    assert (m["edges"]["size_a"], m["edges"]["size_b"], m["edges"]["shared"]) == (2, 2, 0)
+    # input->a0.h0<v>; B keeps a1.h0->logits (5.0) and a1.h1->logits. They share a1.h1->logits,
+    # and of the nodes a1.h1, out of a0.h0, a1.h0 and a1.h1.
+    assert (m["edges"]["size_a"], m["edges"]["size_b"], m["edges"]["shared"]) == (2, 2, 1)
     assert [c["id"] for c in m["shared"]] == ["a1.h1"]
     assert m["nodes"]["jaccard"] == pytest.approx(1 / 3)
 
