@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, export, published, queries
+from cli import circuits, db, discover, export, published, queries
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -38,18 +38,6 @@ def root(
     ctx.obj = State(db=db, debug=debug)
 
 
-app.command("import")(circuits.import_)
-app.command("list")(circuits.list_)
-app.command("show")(circuits.show)
-app.command("delete")(circuits.delete)
-app.command("export")(export.export)
-app.command("compare")(queries.compare)
-app.command("reuse")(queries.reuse)
-app.command("find")(queries.find)
-app.add_typer(published.app, name="published")
-app.add_typer(db.app, name="db")
-
-
 def _optional(module: str) -> object | None:
     """Import a command module that may not exist yet; other import errors surface."""
     try:
@@ -60,13 +48,22 @@ def _optional(module: str) -> object | None:
         return None
 
 
-_discover = _optional("cli.discover")
-if _discover is not None:
-    app.command("discover")(_discover.discover)  # type: ignore[attr-defined]
-    app.command("runs")(_discover.runs)  # type: ignore[attr-defined]
+# In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
+app.command("discover")(discover.discover)
+app.command("runs")(discover.runs)
+app.command("import")(circuits.import_)
+app.command("list")(circuits.list_)
+app.command("show")(circuits.show)
+app.command("delete")(circuits.delete)
+app.command("compare")(queries.compare)
+app.command("reuse")(queries.reuse)
+app.command("find")(queries.find)
+app.command("export")(export.export)
+app.add_typer(published.app, name="published")
 _model = _optional("cli.model")
 if _model is not None:
     app.add_typer(_model.app, name="model")  # type: ignore[attr-defined]
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:
