@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,10 @@ from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
 from catalog.store import aggregates, engine
 from catalog.store.convert import (
+    ANNOTATION_COLUMNS,
+    EDGE_COLUMNS,
+    NODE_COLUMNS,
+    TAG_COLUMNS,
     annotation_rows,
     check_metrics,
     edge_rows,
@@ -77,6 +81,7 @@ class Catalog:
 
     def __init__(self, connector: engine.Connector) -> None:
         self._db = connector
+        self._insert_sql: dict[tuple[str, str], str] = {}
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -156,12 +161,39 @@ class Catalog:
             **provenance_columns(circuit.provenance),
         }
         cid = int(s.execute(insert(CircuitRow).values(**values).returning(CircuitRow.id)).scalar_one())
-        for table, rows in ((NodeRow, node_rows(cid, graph)), (EdgeRow, edge_rows(cid, graph)),
-                            (AnnotationRow, annotation_rows(cid, graph)),
-                            (TagRow, [{"circuit_id": cid, "position": i, "tag": t} for i, t in enumerate(tags)])):
-            for start in range(0, len(rows), _BATCH):
-                s.execute(insert(table.__table__), rows[start:start + _BATCH])
+        self._bulk_insert(s, NodeRow.__table__, NODE_COLUMNS, node_rows(cid, graph))
+        self._bulk_insert(s, EdgeRow.__table__, EDGE_COLUMNS, edge_rows(cid, graph))
+        self._bulk_insert(s, AnnotationRow.__table__, ANNOTATION_COLUMNS, annotation_rows(cid, graph))
+        self._bulk_insert(s, TagRow.__table__, TAG_COLUMNS, [(cid, i, t) for i, t in enumerate(tags)])
         return cid
+
+    def _bulk_insert(self, s: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert `rows` (tuples in `columns` order): COPY on PostgreSQL, else executemany.
+
+        The executemany statement is SQLAlchemy Core's ``insert(table)`` compiled once for the dialect; rows go
+        to the driver as plain tuples (or dicts for named paramstyles), which skips the per-row
+        parameter processing an ORM or Core ``execute(insert, [dicts])`` does: on SQLite that is
+        about twice as fast for the million-edge ingest. Values are already plain Python types
+        (str, int, float, bool, None; JSON as text)."""
+        if not rows:
+            return
+        conn = s.connection()
+        if conn.dialect.name == "postgresql":
+            # COPY is PostgreSQL's bulk path: an order of magnitude faster than batched INSERTs.
+            with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+                with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            return
+        key = (conn.dialect.name, table.name)
+        sql = self._insert_sql.get(key)
+        if sql is None:
+            sql = str(insert(table).compile(dialect=conn.dialect, column_keys=list(columns)))
+            self._insert_sql[key] = sql
+        positional = conn.dialect.paramstyle in ("qmark", "numeric", "format")
+        for start in range(0, len(rows), _BATCH):
+            chunk = rows[start:start + _BATCH]
+            conn.exec_driver_sql(sql, chunk if positional else [dict(zip(columns, r)) for r in chunk])
 
     def _model_id(self, s: Session, shape: ModelShape) -> int:
         revision = shape.revision or ""

@@ -83,31 +83,29 @@ def shape_from(row: Any) -> ModelShape:
                       revision=row.revision or None, parallel_attn_mlp=bool(row.parallel_attn_mlp))
 
 
-def node_rows(circuit_id: int, graph: CircuitGraph) -> list[dict[str, Any]]:
-    """Rows for the nodes table; ``member`` marks circuit nodes (flagged or touched by a circuit edge)."""
+NODE_COLUMNS = ("circuit_id", "node_id", "kind", "layer", "head", "feature", "position", "token", "dictionary",
+                "score", "in_circuit", "member")
+EDGE_COLUMNS = ("circuit_id", "src", "dst", "qkv", "score", "in_circuit")
+ANNOTATION_COLUMNS = ("circuit_id", "kind", "node_id", "value", "members")
+TAG_COLUMNS = ("circuit_id", "position", "tag")
+
+
+def node_rows(circuit_id: int, graph: CircuitGraph) -> list[tuple[Any, ...]]:
+    """Rows (`NODE_COLUMNS`) for the nodes table; ``member`` marks circuit nodes (flagged, or an
+    endpoint of an in-circuit edge)."""
     members = {n.id for n in graph.circuit_nodes}
-    return [
-        {"circuit_id": circuit_id, "node_id": n.id, "kind": n.kind.value, "layer": n.layer, "head": n.head,
-         "feature": n.feature, "position": n.position, "token": n.token, "dictionary": n.dictionary,
-         "score": n.score, "in_circuit": n.in_circuit, "member": n.id in members}
-        for n in graph.nodes
-    ]
+    return [(circuit_id, n.id, n.kind.value, n.layer, n.head, n.feature, n.position, n.token, n.dictionary,
+             n.score, n.in_circuit, n.id in members) for n in graph.nodes]
 
 
-def edge_rows(circuit_id: int, graph: CircuitGraph) -> list[dict[str, Any]]:
-    return [
-        {"circuit_id": circuit_id, "src": e.src, "dst": e.dst, "qkv": e.qkv.value if e.qkv else None,
-         "score": e.score, "in_circuit": e.in_circuit}
-        for e in graph.edges
-    ]
+def edge_rows(circuit_id: int, graph: CircuitGraph) -> list[tuple[Any, ...]]:
+    """Rows (`EDGE_COLUMNS`) for the edges table."""
+    return [(circuit_id, e.src, e.dst, e.qkv.value if e.qkv else None, e.score, e.in_circuit) for e in graph.edges]
 
 
-def annotation_rows(circuit_id: int, graph: CircuitGraph) -> list[dict[str, Any]]:
-    return [
-        {"circuit_id": circuit_id, "kind": a.kind.value, "node_id": a.node, "value": a.value,
-         "members": list(a.members)}
-        for a in graph.annotations
-    ]
+def annotation_rows(circuit_id: int, graph: CircuitGraph) -> list[tuple[Any, ...]]:
+    """Rows (`ANNOTATION_COLUMNS`) for the annotations table; members are JSON text."""
+    return [(circuit_id, a.kind.value, a.node, a.value, json.dumps(list(a.members))) for a in graph.annotations]
 
 
 def graph_from(shape: ModelShape, nodes: Iterable[Any], edges: Iterable[Any],
