@@ -146,10 +146,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                 f"{raw.display_name}: node '{node_name}' maps to {value!r}; expected "
                 '{"in_graph": true|false} (or a bare true/false in the legacy schema).'
             )
-        # Graph.from_json skips the logits flag (to_json always writes true); logits belong to the
-        # circuit when an in-circuit edge reaches them.
-        nodes[node_name] = Node.of(node_name, score=score,
-                                   in_circuit=flag and node_name != "logits")
+        nodes[node_name] = Node.of(node_name, score=score, in_circuit=flag)
 
     edges: list[Edge] = []
     for edge_name, value in edges_doc.items():
@@ -175,8 +172,13 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
         edges.append(Edge(src, dst, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
                           _flag(value["in_graph"], raw, f"edge '{edge_name}'")))
 
+    flagged = any(e.in_circuit for e in edges) or any(
+        n.in_circuit for n in nodes.values() if n.id != "logits")
+    if "logits" in nodes and not flagged:
+        # to_json always writes logits as in the graph (from_json skips the flag): alone, it
+        # selects nothing, as in importance-score files.
+        nodes["logits"] = Node.of("logits", score=nodes["logits"].score, in_circuit=False)
     graph = CircuitGraph(shape, tuple(nodes.values()), tuple(edges))
-    flagged = any(e.in_circuit for e in edges) or any(n.in_circuit for n in nodes.values())
     n_scored = sum(e.score is not None for e in edges)
     if top_k is not None:
         selection = Selection(rule=SelectionRule.TOP_K, value=top_k, absolute=True)

@@ -387,3 +387,14 @@ def test_empty_graph_round_trips(tmp_path):
     for fmt in ("json", "graphml"):
         write_circuit(c, fmt, tmp_path / f"e.{fmt}")
         same_record(read_circuits(tmp_path / f"e.{fmt}")[0], c)
+
+
+def test_node_only_circuit_survives_eap_ig(tmp_path):
+    """Published circuits list components without edges; the EAP-IG node flags carry them."""
+    shape = ModelShape("gpt2-small", 12, 12, 768)
+    g = CircuitGraph.build(shape, ["a9.h9", "a10.h0", "m0", "logits"])
+    c = Circuit(graph=g, task="ioi", provenance=Provenance(source=Source.PUBLISHED))
+    write_circuit(c, "eap-ig", tmp_path / "ioi.json")
+    back = read_circuits(tmp_path / "ioi.json")[0]
+    assert {n.id for n in back.graph.circuit_nodes} == {"a9.h9", "a10.h0", "m0", "logits"}
+    assert back.provenance.selection.rule is SelectionRule.GIVEN
