@@ -176,7 +176,7 @@ def _render_nodes(g: CircuitGraph) -> None:
         if not of_kind:
             continue
         console.print(f"{title} ({len(of_kind)}):")
-        rows = table("id", "score", "role", padding=(0, 2, 0, 2))
+        rows = table("id", "score", "role / label", padding=(0, 2, 0, 2))
         for n in of_kind:
             rows.add_row(n.id, fmt_score(n.score), roles.get(n.id) or labels.get(n.id) or "")
         console.print(rows)
