@@ -14,7 +14,9 @@ lists and dicts, so None is dropped and structured values are JSON-encoded strin
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from typing import IO, Any
 
 from catalog.errors import FormatError
@@ -56,11 +58,27 @@ def to_networkx(circuit: Circuit) -> Any:
     return G
 
 
+_KEY_RE = re.compile(r"<key\b[^>]*>")
+
+
+def _lowercase_booleans(xml: str) -> str:
+    """networkx writes booleans as True/False; GraphML (xs:boolean) spells them true/false."""
+    ids = [re.search(r'\bid="([^"]+)"', k) for k in _KEY_RE.findall(xml) if 'attr.type="boolean"' in k]
+    for m in ids:
+        if m is not None:
+            key = re.escape(m.group(1))
+            xml = re.sub(rf'(<data key="{key}">)(True|False)(</data>)',
+                         lambda d: d.group(1) + d.group(2).lower() + d.group(3), xml)
+    return xml
+
+
 def write(circuit: Circuit, fh: IO[bytes]) -> None:
     """Write GraphML to a binary file handle."""
     import networkx as nx
 
-    nx.write_graphml_xml(to_networkx(circuit), fh, encoding="utf-8", prettyprint=True)
+    buf = io.BytesIO()
+    nx.write_graphml_xml(to_networkx(circuit), buf, encoding="utf-8", prettyprint=True)
+    fh.write(_lowercase_booleans(buf.getvalue().decode("utf-8")).encode("utf-8"))
 
 
 def _json_attr(attrs: dict[str, Any], key: str, raw: RawFile, default: Any) -> Any:
@@ -78,8 +96,6 @@ def _json_attr(attrs: dict[str, Any], key: str, raw: RawFile, default: Any) -> A
 def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | None = None,
          name: str | None = None, top_k: int | None = None) -> list[Circuit]:
     """Read GraphML written by `write` back into the same circuit."""
-    import io
-
     import networkx as nx
 
     from catalog.formats.catalog_json import apply_overrides

@@ -152,6 +152,10 @@ def test_graphml_is_plain_for_gephi_and_cytoscape():
     values = {keys[d.get("key")][1]: d.text for d in head.findall("g:data", ns)}
     assert values["role"] == "name mover" and values["layer"] == "5" and values["head"] == "2"
     assert "dictionary" not in values  # None is dropped, never written as "None"
+    assert values["in_circuit"] == "true"  # xs:boolean spelling, not Python's True
+    bools = {d.text for d in root.iter("{http://graphml.graphdrawing.org/xmlns}data")
+             if keys[d.get("key")][2] == "boolean"}
+    assert bools == {"true", "false"}
 
 
 def test_foreign_graphml_is_refused_with_a_reason(tmp_path):
