@@ -59,3 +59,19 @@ def cli_raw(db):
     from cli.app import app
 
     return lambda *args: CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize("exc, code, text", [
+    (KeyboardInterrupt(), EXIT_INTERRUPTED, "error: interrupted."),
+    (RuntimeError("bug"), EXIT_INTERNAL, "error: unexpected RuntimeError: bug. Rerun with --debug"),
+])
+def test_interrupt_and_internal_errors_through_a_command(cli, monkeypatch, exc, code, text):
+    from cli import circuits
+
+    def boom(ctx):
+        raise exc
+
+    monkeypatch.setattr(circuits, "open_catalog", boom)
+    result = cli("list")
+    assert result.exit_code == code
+    assert result.stderr.startswith(text) and "Traceback" not in result.stderr
