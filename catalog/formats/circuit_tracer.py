@@ -34,7 +34,7 @@ from catalog.errors import FormatError
 from catalog.formats.common import import_provenance, require_keys, shape_for_name
 from catalog.formats.files import RawFile, need_task
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, Node
-from catalog.naming import format_node, ComponentId, NodeKind
+from catalog.naming import ComponentId, NodeKind, format_node
 from catalog.provenance import Circuit, Selection, SelectionRule
 from catalog.shapes import known_shape
 
@@ -83,14 +83,14 @@ def _feature_indices(raw: RawFile, feats: list[tuple[str, int, int]]) -> dict[st
         return cantor
     older: dict[str, int] = {}
     for nid, layer, z in feats:
-        idx = decimal_unpair(z, layer)
-        if idx is None:
+        found = decimal_unpair(z, layer)
+        if found is None:
             raise FormatError(
                 f"{raw.display_name}: feature node '{nid}' has feature {z}, which decodes to layer "
                 f"{layer} neither as a Cantor pairing (current circuit-tracer) nor as "
                 "layer*10^k+index (older releases). The file is corrupt or from an unknown generator."
             )
-        older[nid] = idx
+        older[nid] = found
     return older
 
 
@@ -118,8 +118,14 @@ def _int(value: Any, raw: RawFile, what: str, limit: int = _MAX_INDEX) -> int:
     return value
 
 
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """parent[key] when it is an object, else {} (optional metadata is read leniently)."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _dictionary(meta: dict[str, Any]) -> tuple[str, str | None]:
-    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    info = _obj(meta, "info")
     scan = meta.get("scan")
     tset = info.get("transcoder_set") if isinstance(info.get("transcoder_set"), str) else None
     if tset is None and isinstance(scan, str) and "/" in scan:
@@ -140,14 +146,14 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
             f"{raw.display_name}: metadata and qParams must be objects, nodes and links lists."
         )
     slug = meta.get("slug") if isinstance(meta.get("slug"), str) else None
-    info = meta.get("info") if isinstance(meta.get("info"), dict) else {}
+    info = _obj(meta, "info")
     scan = meta.get("scan") if isinstance(meta.get("scan"), str) else None
     if not model and (scan is None or known_shape(scan) is None) and isinstance(info.get("transcoder_set"), str):
         scan = info["transcoder_set"] if known_shape(info["transcoder_set"]) else scan
     shape = shape_for_name(raw, scan, model, "metadata.scan")
     task = task or need_task(raw, (slug, raw.stem))
     dictionary, tset = _dictionary(meta)
-    tokens = meta.get("prompt_tokens") if isinstance(meta.get("prompt_tokens"), list) else []
+    tokens: list[Any] = meta["prompt_tokens"] if isinstance(meta.get("prompt_tokens"), list) else []
 
     # First pass: validate each node and collect feature codes for one consistent decoding.
     parsed: list[tuple[str, NodeKind, int | None, int, dict[str, Any]]] = []
@@ -259,8 +265,8 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
         selection = Selection(rule=SelectionRule.TOP_K, value=top_k, absolute=True)
     else:
         selection = Selection(rule=SelectionRule.GIVEN)
-    pruning = meta.get("pruning_settings") if isinstance(meta.get("pruning_settings"), dict) else {}
-    generator = info.get("generator") if isinstance(info.get("generator"), dict) else {}
+    pruning = _obj(meta, "pruning_settings")
+    generator = _obj(info, "generator")
     params: dict[str, Any] = {
         "slug": slug, "scan": meta.get("scan"), "transcoder_set": tset, "dictionary": dictionary,
         "prompt": meta.get("prompt"), "prompt_tokens": tokens,

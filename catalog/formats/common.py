@@ -37,10 +37,10 @@ def shape_for_cfg(raw: RawFile, n_layers: int, n_heads: int, d_model: int | None
         hits = [s for s in hits if s.name in named] or hits
     if len(hits) == 1:
         return hits[0]
-    dims = f"{n_layers} layers, {n_heads} heads" + ("" if d_model is None else f", d_model {d_model}")
+    desc = f"{n_layers} layers, {n_heads} heads" + ("" if d_model is None else f", d_model {d_model}")
     which = f"several known models ({', '.join(s.name for s in hits)})" if hits else "no known model"
     raise InvalidInputError(
-        f"{raw.display_name} describes a model with {dims}, which matches {which}. "
+        f"{raw.display_name} describes a model with {desc}, which matches {which}. "
         "Pass --model NAME to say which model it is."
     )
 

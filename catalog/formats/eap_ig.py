@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator
 from typing import IO, Any
 
-from catalog.errors import FormatError
+from catalog.errors import FormatError, InvalidInputError
 from catalog.formats.common import import_provenance, require_keys, shape_for_cfg
 from catalog.formats.files import RawFile, need_task
 from catalog.graph import CircuitGraph, Edge, Node
@@ -82,7 +82,7 @@ def _check_name(name: str, raw: RawFile, n_layers: int, n_heads: int, what: str)
     """A node name must exist in the graph cfg implies (EAP-IG spells it canonically)."""
     try:
         c = parse_node(name)
-    except Exception:  # noqa: BLE001 - re-raised below with the file's context
+    except InvalidInputError:  # reported below with the file's context
         c = None
     ok = (c is not None and c.kind in _COMPONENT_KINDS and c.position is None and c.token is None
           and str(c) == name
@@ -152,7 +152,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
     for edge_name, value in edges_doc.items():
         try:
             src, dst, qkv = parse_edge(edge_name)
-        except Exception:  # noqa: BLE001 - the message below names the file and edge
+        except InvalidInputError:
             raise FormatError(
                 f"{raw.display_name}: '{edge_name}' is not an EAP-IG edge name "
                 "(SOURCE->DEST, with <q>, <k> or <v> after a head)."

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph
-from catalog.provenance import Ablation, Circuit, Provenance, Selection, Source
+from catalog.provenance import Ablation, Circuit, Provenance, Selection, SelectionRule, Source
 from catalog.shapes import KNOWN_SHAPES
 
 TOY_TASK = "ioi"
@@ -45,7 +45,7 @@ def toy_circuit() -> Circuit:
     prov = Provenance(
         source=Source.DISCOVERY, method="eap-ig", method_params={"steps": 5, "batch_size": 8},
         dataset_hash="sha256:0f1e", dataset_size=64, seed=1, metric="logit_diff",
-        ablation=Ablation.COUNTERFACTUAL, selection=Selection(rule="top-k", value=9),
+        ablation=Ablation.COUNTERFACTUAL, selection=Selection(rule=SelectionRule.TOP_K, value=9),
         library_versions={"python": "3.11.7"}, created_by="example",
         created_at=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
         citation="Wang et al. 2022", notes="made by catalog.formats.examples")

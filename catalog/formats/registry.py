@@ -151,9 +151,12 @@ def _open_out(path_or_file: str | os.PathLike[str] | IO[Any], binary: bool,
         return fh, False
     p = Path(path_or_file)  # type: ignore[arg-type]
     try:
+        out: IO[Any]
         if gz:
-            return gzip.open(p, "wb" if binary else "wt", encoding=None if binary else "utf-8"), True
-        return (p.open("wb") if binary else p.open("w", encoding="utf-8")), True
+            out = gzip.open(p, "wb") if binary else gzip.open(p, "wt", encoding="utf-8")  # type: ignore[assignment]
+        else:
+            out = p.open("wb") if binary else p.open("w", encoding="utf-8")
+        return out, True
     except OSError as exc:
         raise InvalidInputError(f"Cannot write {p}: {exc.strerror or exc}.") from None
 
