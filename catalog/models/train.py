@@ -1,0 +1,143 @@
+"""Train the embedded default model: ``python -m catalog.models.train --seed 0 --out DIR``.
+
+A 4-layer, 4-head transformer (d_model 128) over a word-level vocabulary of the built-in tasks'
+words, trained on CPU in about a quarter of an hour. Loss is on answer tokens only (the second
+copy for induction). Curriculum: Colored Objects and induction first (Colored Objects stays at
+chance until induction heads form), then all four tasks. Same seed and thread count give a
+bit-identical checkpoint. Never run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+RECIPE: dict[str, Any] = {
+    "n_layers": 4, "d_model": 128, "n_heads": 4, "d_head": 32, "d_mlp": 256, "n_ctx": 128,
+    "act_fn": "gelu", "normalization_type": "LN", "positional_embedding_type": "standard",
+    "steps": 4000, "batch_size": 32, "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.1,
+    "warmup_steps": 100, "final_lr_fraction": 0.1, "grad_clip": 1.0,
+}
+
+
+def lr_at(step: int, recipe: dict[str, Any]) -> float:
+    """Linear warm-up, then cosine decay to ``final_lr_fraction`` of the peak."""
+    peak, warm, total = recipe["lr"], recipe["warmup_steps"], recipe["steps"]
+    if step < warm:
+        return peak * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    floor = recipe["final_lr_fraction"]
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def fast_logits(model: Any, tokens: Any) -> Any:
+    """The logits ``model(tokens)`` computes, with fused PyTorch kernels and no hook points.
+
+    Training only: it reads and trains the HookedTransformer's own parameters (so the saved
+    state dict is TransformerLens's), but runs several times faster on a CPU than the hooked
+    forward. Valid for the recipe's architecture (LayerNorm, GELU, learned positions); a test
+    checks it against ``model(tokens)``.
+    """
+    import torch.nn.functional as F
+
+    cfg = model.cfg
+    d = (cfg.d_model,)
+    x = model.embed.W_E[tokens] + model.pos_embed.W_pos[: tokens.shape[1]]
+    for blk in model.blocks:
+        a = blk.attn
+        h = F.layer_norm(x, d, blk.ln1.w, blk.ln1.b, cfg.eps)
+        q = (h @ a.W_Q.transpose(0, 1).reshape(cfg.d_model, -1)).unflatten(-1, (cfg.n_heads, cfg.d_head))
+        k = (h @ a.W_K.transpose(0, 1).reshape(cfg.d_model, -1)).unflatten(-1, (cfg.n_heads, cfg.d_head))
+        v = (h @ a.W_V.transpose(0, 1).reshape(cfg.d_model, -1)).unflatten(-1, (cfg.n_heads, cfg.d_head))
+        q, k, v = ((t + b).transpose(1, 2) for t, b in ((q, a.b_Q), (k, a.b_K), (v, a.b_V)))
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / cfg.attn_scale)
+        x = x + z.transpose(1, 2).flatten(-2) @ a.W_O.reshape(-1, cfg.d_model) + a.b_O
+        h = F.layer_norm(x, d, blk.ln2.w, blk.ln2.b, cfg.eps)
+        x = x + F.gelu(h @ blk.mlp.W_in + blk.mlp.b_in) @ blk.mlp.W_out + blk.mlp.b_out
+    x = F.layer_norm(x, d, model.ln_final.w, model.ln_final.b, cfg.eps)
+    return x @ model.unembed.W_U + model.unembed.b_U
+
+
+def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
+          eval_every: int = 500) -> dict[str, Any]:
+    """Train, evaluate on the held-out parts, save to ``out``; returns the training record."""
+    import torch
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from catalog.models import DEFAULT_MODEL_NAME, checkpoint, curriculum
+    from catalog.models.accuracy import accuracy_of
+    from catalog.models.vocab import build_tokenizer, task_words
+
+    recipe = dict(RECIPE, steps=steps or RECIPE["steps"])
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # AdamW state of rarely used rows decays into slow subnormals
+    torch.manual_seed(seed)
+
+    tokenizer = build_tokenizer(task_words())
+    cfg = HookedTransformerConfig(
+        n_layers=recipe["n_layers"], d_model=recipe["d_model"], n_heads=recipe["n_heads"],
+        d_head=recipe["d_head"], d_mlp=recipe["d_mlp"], n_ctx=recipe["n_ctx"], d_vocab=len(tokenizer),
+        act_fn=recipe["act_fn"], normalization_type=recipe["normalization_type"],
+        positional_embedding_type=recipe["positional_embedding_type"], seed=seed, device="cpu",
+    )
+    model = HookedTransformer(cfg)
+    model.train()
+    data = curriculum.Curriculum(tokenizer, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], betas=tuple(recipe["betas"]),
+                            weight_decay=recipe["weight_decay"])
+    start = time.time()
+    history = []
+    for step in range(recipe["steps"]):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, recipe)
+        chunks = data.batches(step, recipe["batch_size"], tokenizer.pad_token_id)
+        n_targets = sum(int(mask.sum()) for _, _, mask in chunks)
+        opt.zero_grad(set_to_none=True)
+        loss = torch.zeros(())
+        for inputs, labels, mask in chunks:  # gradient of the mean loss over the whole step
+            logits = fast_logits(model, inputs)
+            part = torch.nn.functional.cross_entropy(logits[mask], labels[mask], reduction="sum") / n_targets
+            part.backward()
+            loss += part.detach()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
+        opt.step()
+        if (step + 1) % 100 == 0:
+            print(f"step {step + 1} loss {float(loss):.4f} {time.time() - start:.0f}s", flush=True)
+        if (step + 1) % eval_every == 0 or step + 1 == recipe["steps"]:
+            model.eval()
+            acc = accuracy_of(model, tokenizer, n=128, seed=10_000)
+            model.train()
+            summary = {k: round(v["accuracy"], 3) for k, v in acc.items()}
+            history.append({"step": step + 1, "loss": round(float(loss), 4), **summary})
+            print(f"step {step + 1} loss {float(loss):.4f} {time.time() - start:.0f}s {summary}", flush=True)
+    model.eval()
+    training = {
+        "seed": seed, "threads": threads, "recipe": recipe,
+        "curriculum": [{"from_step": s, "mix": m} for s, m in curriculum.PHASES],
+        "seconds": round(time.time() - start, 1), "history": history,
+        "torch": torch.__version__, "platform": platform.platform(),
+        "command": f"python -m catalog.models.train --seed {seed} --threads {threads}",
+    }
+    checkpoint.save(model, tokenizer, out, DEFAULT_MODEL_NAME, training)
+    return training
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "default_model")
+    parser.add_argument("--steps", type=int, default=None, help=f"default {RECIPE['steps']}")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads; one is fastest on a busy machine and fixes the result")
+    parser.add_argument("--eval-every", type=int, default=500)
+    args = parser.parse_args(argv)
+    record = train(args.seed, args.out, steps=args.steps, threads=args.threads, eval_every=args.eval_every)
+    print(f"saved {args.out} after {record['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

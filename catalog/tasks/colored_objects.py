@@ -1,0 +1,131 @@
+"""Colored Objects (Merullo et al. 2024, arXiv 2310.08744; from BIG-bench).
+
+One-shot prompts in Merullo et al.'s format::
+
+    Q: On the desk, I see a blue pen, a red mug, and a green ball. What color is the pen?
+    A: Blue
+    Q: On the table, there is a black cup, an orange bowl, and a purple jug. What color is the bowl?
+    A:
+
+-> " Orange". 8 colors, 17 objects, colors distinct within a question. Counterfactual: the same
+prompt with only the queried object changed to another object of the question. Metric:
+logit(correct color) - logit(the other object's color).
+
+Held-out parts: ``split="test"`` queries only (object, color) pairs that never occur in training
+prompts; ``templates="heldout"`` uses (surface, opening) combinations kept out of training.
+``n_objects`` (default 3, as published) sets the items per question.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from catalog.errors import TaskError
+from catalog.tasks.base import TaskDataset, TaskSpec
+from catalog.tasks.examples import SPLITS, TEMPLATE_SETS, Example, assemble, check_choice, held_out
+
+COLORS = ("black", "blue", "brown", "green", "orange", "purple", "red", "yellow")
+OBJECTS = ("ball", "bottle", "bowl", "bracelet", "cup", "envelope", "jug", "leash", "lighter", "mug",
+           "necklace", "notebook", "pen", "pencil", "plate", "puzzle", "textbook")
+SURFACES = ("table", "desk", "floor")
+OPENINGS = ("there is", "you see", "I see")
+#: (surface, opening) combinations kept out of the embedded model's training.
+HELDOUT_FRAMES = (("floor", "you see"), ("desk", "there is"))
+
+
+def pair_held_out(obj: str, color: str) -> bool:
+    """Whether the (object, color) combination belongs to the held-out part."""
+    return held_out("colored-objects", obj, color)
+
+
+def frames(which: str) -> list[tuple[str, str]]:
+    """The (surface, opening) combinations a ``templates=`` option selects."""
+    check_choice("colored-objects", "templates", which, TEMPLATE_SETS)
+    every = [(s, o) for s in SURFACES for o in OPENINGS]
+    if which == "heldout":
+        return list(HELDOUT_FRAMES)
+    if which == "train":
+        return [f for f in every if f not in HELDOUT_FRAMES]
+    return every
+
+
+def article(color: str) -> str:
+    return "an" if color[0] in "aeiou" else "a"
+
+
+def question(surface: str, opening: str, items: list[tuple[str, str]], query: str) -> str:
+    """``Q: On the {surface}, {opening} {items}. What color is the {query}?\\nA:``"""
+    words = [f"{article(c)} {c} {o}" for o, c in items]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + ", and " + words[-1]
+    return f"Q: On the {surface}, {opening} {listed}. What color is the {query}?\nA:"
+
+
+def sample_items(rng: random.Random, k: int, split: str) -> list[tuple[str, str]]:
+    """``k`` (object, color) items with distinct objects and colors; training items avoid
+    held-out pairs entirely."""
+    while True:
+        objs, cols = rng.sample(OBJECTS, k), rng.sample(COLORS, k)
+        items = list(zip(objs, cols))
+        if split == "train" and any(pair_held_out(o, c) for o, c in items):
+            continue
+        return items
+
+
+def examples(n: int, seed: int, n_objects: int = 3, split: str = "all", templates: str = "all",
+             shots: int = 1, shot_objects: tuple[int, ...] | None = None) -> list[Example]:
+    """``n`` Colored Objects examples as text, deterministic from ``seed``."""
+    check_choice("colored-objects", "split", split, SPLITS)
+    if not 2 <= n_objects <= len(COLORS):
+        raise TaskError(f"colored-objects: n_objects must be between 2 and {len(COLORS)}, got {n_objects}.")
+    if shots < 0:
+        raise TaskError(f"colored-objects: shots must be 0 or more, got {shots}.")
+    frame_pool = frames(templates)
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        prefix = ""
+        for _ in range(shots):
+            k = rng.choice(shot_objects) if shot_objects else n_objects
+            items = sample_items(rng, k, "train" if split == "train" else "all")
+            surface, opening = rng.choice(frame_pool)
+            o, c = rng.choice(items)
+            prefix += question(surface, opening, items, o) + " " + c.title() + "\n"
+        items = sample_items(rng, n_objects, "train" if split == "train" else "all")
+        qi = rng.randrange(n_objects)
+        if split == "test":
+            # The queried pair must be a held-out one: recolour it with a held-out color.
+            obj = items[qi][0]
+            free = [c for c in COLORS if pair_held_out(obj, c) and c not in {c2 for _, c2 in items}]
+            if not free:
+                continue
+            items[qi] = (obj, rng.choice(free))
+        surface, opening = rng.choice(frame_pool)
+        other = rng.choice([i for i in range(n_objects) if i != qi])
+        clean = prefix + question(surface, opening, items, items[qi][0])
+        corrupt = prefix + question(surface, opening, items, items[other][0])
+        out.append(Example(clean, corrupt, items[qi][1].title(), items[other][1].title()))
+    return out
+
+
+def build(model: Any, n: int, seed: int, n_objects: int = 3, split: str = "all",
+          templates: str = "all", shots: int = 1) -> TaskDataset:
+    """The Colored Objects dataset for ``model``'s tokenizer."""
+    exs = examples(n, seed, n_objects=n_objects, split=split, templates=templates, shots=shots)
+    spec = {"n": n, "seed": seed, "n_objects": n_objects, "split": split, "templates": templates,
+            "shots": shots}
+    return assemble("colored-objects", model, exs, spec, metric_name="logit_diff")
+
+
+SPEC = TaskSpec(
+    slug="colored-objects",
+    description="Colored Objects (Merullo et al. 2024): one-shot 'Q: On the table, I see a blue "
+                "pen, ... What color is the pen?\\nA:' -> Blue; 8 colors, 17 objects, 3 per question.",
+    metric_name="logit_diff",
+    metric_description="logit(correct color) - logit(color of the object the counterfactual asks about)",
+    counterfactual="the same prompt asking about another object of the question",
+    builder=build,
+    options={"n_objects": "objects per question (default 3)", "shots": "solved examples first (default 1)",
+             "split": "all | train | test (held-out object-color pairs)",
+             "templates": "all | train | heldout"},
+)

@@ -1,0 +1,110 @@
+"""Text-level examples and their tokenization into a `TaskDataset`.
+
+Task generators produce `Example`s (clean text, counterfactual text, answer words); `assemble`
+tokenizes them for one model and checks what the tensors promise: answers are single tokens,
+clean and corrupt have the same length. The training script reuses the same generators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog.errors import TaskError
+from catalog.tasks.base import MetricFn, TaskDataset, logit_diff, top1_is_answer
+from catalog.tasks.tokens import Tokens
+
+#: Values a ``split`` option takes: every combination, the training part, or the held-out part.
+SPLITS = ("all", "train", "test")
+#: Values a ``templates`` option takes.
+TEMPLATE_SETS = ("all", "train", "heldout")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One clean/corrupt prompt pair; answers are words read right after the prompt.
+
+    ``space`` says whether the answer follows a space (" Mary") or is glued on ("32").
+    """
+
+    clean: str
+    corrupt: str
+    answer: str
+    wrong: str
+    space: bool = True
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def held_out(*key: object, fraction: int = 5) -> bool:
+    """Whether a combination is in the held-out part (about 1 in ``fraction``), stably.
+
+    >>> held_out("Mary", "John") == held_out("Mary", "John")
+    True
+    """
+    digest = hashlib.sha256("|".join(map(str, key)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % fraction == 0
+
+
+def check_choice(task: str, option: str, value: str, allowed: Sequence[str]) -> None:
+    """Raise a TaskError when an option's value is not one of ``allowed``."""
+    if value not in allowed:
+        raise TaskError(f"Task {task}: {option} must be one of {', '.join(allowed)}; got {value!r}.")
+
+
+def pick_templates(task: str, templates: Sequence[str], heldout: Sequence[str], which: str) -> list[str]:
+    """The templates a ``templates=`` option selects (all, the training ones, the held-out ones)."""
+    check_choice(task, "templates", which, TEMPLATE_SETS)
+    if which == "heldout":
+        return list(heldout)
+    if which == "train":
+        return [t for t in templates if t not in heldout]
+    return list(templates)
+
+
+def assemble(task: str, model: Any, examples: Sequence[Example], spec: Mapping[str, Any],
+             metric_name: str, metric_fn: MetricFn = logit_diff, correct_fn: MetricFn = top1_is_answer,
+             extra: Mapping[str, Sequence[int]] | None = None,
+             shared: Mapping[str, Sequence[int]] | None = None) -> TaskDataset:
+    """Tokenize ``examples`` for ``model`` into a `TaskDataset`, or say which one cannot be."""
+    import torch
+
+    tokens = Tokens(model)
+    clean_rows: list[list[int]] = []
+    corrupt_rows: list[list[int]] = []
+    answers: list[int] = []
+    wrongs: list[int] = []
+    for i, ex in enumerate(examples):
+        clean = tokens.prompt(ex.clean)
+        corrupt = tokens.prompt(ex.corrupt)
+        if len(clean) != len(corrupt):
+            raise TaskError(
+                f"Task {task}, example {i}: the clean prompt is {len(clean)} tokens and the corrupt "
+                f"prompt {len(corrupt)} for tokenizer {tokens.name}; they must be the same length "
+                f"(clean {ex.clean!r}, corrupt {ex.corrupt!r})."
+            )
+        clean_rows.append(clean)
+        corrupt_rows.append(corrupt)
+        answers.append(tokens.word(ex.answer, space=ex.space, what="answer"))
+        wrongs.append(tokens.word(ex.wrong, space=ex.space, what="wrong answer"))
+    if not clean_rows:
+        raise TaskError(f"Task {task}: no examples to build.")
+    width = max(len(r) for r in clean_rows)
+    return TaskDataset(
+        task=task,
+        clean=tokens.pad(clean_rows, width),
+        corrupt=tokens.pad(corrupt_rows, width),
+        positions=torch.tensor([len(r) - 1 for r in clean_rows], dtype=torch.long),
+        answers=torch.tensor(answers, dtype=torch.long),
+        wrong_answers=torch.tensor(wrongs, dtype=torch.long),
+        prompts=[ex.clean for ex in examples],
+        corrupt_prompts=[ex.corrupt for ex in examples],
+        metric_name=metric_name,
+        metric_fn=metric_fn,
+        correct_fn=correct_fn,
+        pad_id=tokens.pad_id,
+        spec=dict(spec),
+        extra={k: torch.tensor(list(v), dtype=torch.long) for k, v in (extra or {}).items()},
+        shared={k: torch.tensor(list(v), dtype=torch.long) for k, v in (shared or {}).items()},
+    )

@@ -1,0 +1,122 @@
+"""Indirect object identification (Wang et al. 2022, arXiv 2211.00593).
+
+"When Mary and John went to the store, John gave a drink to" -> " Mary". Wang et al.'s fifteen
+templates in both orders (ABBA: IO first; BABA: S first). Metric: logit(IO) - logit(S).
+Counterfactuals: ``abc`` (default, Wang et al.'s reference distribution: the three name slots
+filled with three other names, so no name is repeated) or ``s2`` (only the second subject mention
+replaced by a third name, as in Merullo et al.).
+
+Held-out parts: ``split="test"`` draws only (IO, S) name pairs never used in training
+(``split="train"`` only the others); ``templates="heldout"`` the three templates kept out of
+training.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from catalog.tasks.base import TaskDataset, TaskSpec
+from catalog.tasks.examples import SPLITS, Example, assemble, check_choice, held_out, pick_templates
+
+NAMES = (
+    "Mary", "John", "Michael", "David", "James", "Robert", "Joseph", "Daniel", "Andrew", "Ryan",
+    "Jason", "Sarah", "William", "Brian", "Eric", "Adam", "Kevin", "Steven", "Thomas", "Rachel",
+    "Laura", "Richard", "Amy", "Mark", "Emily", "Charles", "Jacob", "Patrick", "Sean", "Kelly",
+    "Paul", "Scott", "Lisa", "Alexander", "Jesse", "Katie", "Samuel", "Anthony", "Jennifer",
+    "Elizabeth",
+)
+PLACES = ("store", "garden", "restaurant", "school", "hospital", "office", "house", "station")
+OBJECTS = ("ring", "kiss", "bone", "basketball", "computer", "necklace", "drink", "snack")
+
+# Wang et al.'s BABA templates; [B] is the subject, [A] the indirect object (the answer).
+TEMPLATES = (
+    "Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Then, [B] and [A] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Then, [B] and [A] were working at the [PLACE]. [B] decided to give a [OBJECT] to [A]",
+    "Then, [B] and [A] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to [A]",
+    "Then, [B] and [A] had a long argument, and afterwards [B] said to [A]",
+    "After [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to [A]",
+    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give it to [A]",
+    "When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give the [OBJECT] to [A]",
+    "While [B] and [A] were working at the [PLACE], [B] gave a [OBJECT] to [A]",
+    "While [B] and [A] were commuting to the [PLACE], [B] gave a [OBJECT] to [A]",
+    "After the lunch, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Afterwards, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    "Then, [B] and [A] had a long argument. Afterwards [B] said to [A]",
+    "The [PLACE] [B] and [A] went to had a [OBJECT]. [B] gave it to [A]",
+    "Friends [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to [A]",
+)
+# Kept out of the embedded model's training: every word in them also occurs in a training template,
+# so accuracy on them measures generalisation to a new arrangement, not to new words.
+HELDOUT_TEMPLATES = (TEMPLATES[5], TEMPLATES[7], TEMPLATES[11])
+
+COUNTERFACTUALS = ("abc", "s2")
+ORDERS = ("mixed", "ABBA", "BABA")
+
+
+def fill(template: str, first: str, second: str, subject: str, place: str, obj: str) -> str:
+    """The prompt text: the template with its two first mentions, S2, place and object, minus the
+    final answer slot."""
+    body = template[: template.rindex("[A]")].rstrip()
+    body = body.replace("[B]", "\0S2", 1)  # the first [B] is the first mention
+    body = body.replace("[A]", "\0S3", 1)
+    body = body.replace("[B]", subject).replace("\0S2", first).replace("\0S3", second)
+    return body.replace("[PLACE]", place).replace("[OBJECT]", obj)
+
+
+def sample_pair(rng: random.Random, split: str, names: tuple[str, ...] = NAMES) -> tuple[str, str]:
+    """An (IO, S) pair from the requested split of unordered name pairs."""
+    while True:
+        io, s = rng.sample(names, 2)
+        if split == "all" or held_out(*sorted((io, s))) == (split == "test"):
+            return io, s
+
+
+def examples(n: int, seed: int, counterfactual: str = "abc", split: str = "all",
+             templates: str = "all", order: str = "mixed",
+             extra_templates: tuple[str, ...] = ()) -> list[Example]:
+    """``n`` IOI examples as text, deterministic from ``seed``."""
+    check_choice("ioi", "counterfactual", counterfactual, COUNTERFACTUALS)
+    check_choice("ioi", "split", split, SPLITS)
+    check_choice("ioi", "order", order, ORDERS)
+    pool = pick_templates("ioi", TEMPLATES, HELDOUT_TEMPLATES, templates) + list(extra_templates)
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        template = rng.choice(pool)
+        io, s = sample_pair(rng, split)
+        place, obj = rng.choice(PLACES), rng.choice(OBJECTS)
+        abba = (i % 2 == 0) if order == "mixed" else order == "ABBA"
+        first, second = (io, s) if abba else (s, io)
+        clean = fill(template, first, second, s, place, obj)
+        others = [x for x in NAMES if x not in (io, s)]
+        if counterfactual == "abc":
+            a, b, c = rng.sample(others, 3)
+            corrupt = fill(template, a, b, c, place, obj)
+        else:
+            corrupt = fill(template, first, second, rng.choice(others), place, obj)
+        out.append(Example(clean, corrupt, io, s, meta={"order": "ABBA" if abba else "BABA"}))
+    return out
+
+
+def build(model: Any, n: int, seed: int, counterfactual: str = "abc", split: str = "all",
+          templates: str = "all", order: str = "mixed") -> TaskDataset:
+    """The IOI dataset for ``model``'s tokenizer."""
+    exs = examples(n, seed, counterfactual=counterfactual, split=split, templates=templates, order=order)
+    spec = {"n": n, "seed": seed, "counterfactual": counterfactual, "split": split,
+            "templates": templates, "order": order}
+    return assemble("ioi", model, exs, spec, metric_name="logit_diff")
+
+
+SPEC = TaskSpec(
+    slug="ioi",
+    description="Indirect object identification (Wang et al. 2022): 'When Mary and John went to "
+                "the store, John gave a drink to' -> Mary; 15 templates, ABBA and BABA.",
+    metric_name="logit_diff",
+    metric_description="logit(indirect object) - logit(subject) at the last position",
+    counterfactual="abc: three unrelated names (default); s2: only the second subject mention replaced",
+    builder=build,
+    options={"counterfactual": "abc (default) | s2", "split": "all | train | test (held-out name pairs)",
+             "templates": "all | train | heldout", "order": "mixed | ABBA | BABA"},
+)
