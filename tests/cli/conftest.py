@@ -16,11 +16,13 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch) -> str:
-    """Path of a catalog file that does not exist yet; $CATALOG_DB cleared so it cannot leak in."""
+def db(catalog_url, tmp_path, monkeypatch) -> str:
+    """URL of a catalog that does not exist yet: a SQLite file, and a fresh PostgreSQL database
+    when CATALOG_TEST_POSTGRES_URL is set (`catalog_url`, tests/conftest.py). $CATALOG_DB is
+    cleared and the default location moved into the test's folder, so nothing leaks in."""
     monkeypatch.delenv("CATALOG_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    return str(tmp_path / "catalog.db")
+    return catalog_url
 
 
 @pytest.fixture
