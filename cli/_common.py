@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from catalog.store import Catalog
 
 
-
 def _console(stderr: bool = False) -> Console:
     """A plain console (ids like ``f3.12[clt]`` are not markup); wide when piped, so tables in
     files and pipes are never truncated."""
@@ -87,7 +86,7 @@ def map_error(e: BaseException) -> tuple[str, int]:
     for cls, code, message in ERRORS:
         if isinstance(e, cls):
             exit_code = getattr(e, "exit_code", code) if isinstance(e, CatalogError) else code
-            return redact(message(e)), int(exit_code)
+            return " ".join(redact(message(e)).split()), int(exit_code)  # always one line
     raise e
 
 

@@ -14,6 +14,7 @@ from cli._common import EXIT_INTERNAL, EXIT_INTERRUPTED, map_error, redact
     (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted."),
     (FileNotFoundError(2, "No such file or directory", "x.json"), 1, "x.json: No such file"),
     (ZeroDivisionError("boom"), EXIT_INTERNAL, "--debug"),
+    (CatalogError("first line\n  second line"), 1, "first line second line"),
 ])
 def test_error_table(exc, code, text):
     message, exit_code = map_error(exc)
