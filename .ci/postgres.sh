@@ -10,7 +10,7 @@ _catalog_pg_setup() {
     local dir="${CATALOG_PG_DIR:-/tmp/circuit-catalog-pg}"
     local user=catalog password=catalog db=catalog_test
     local bin
-    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
     if [[ -z "$bin" || ! -x "$bin/postgres" ]]; then
         if [[ $(id -u) -ne 0 ]]; then
             echo "postgres.sh: PostgreSQL is not installed and this is not root; install it (apt-get install postgresql) and re-run" >&2
@@ -20,7 +20,7 @@ _catalog_pg_setup() {
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
         apt-get install -y -qq postgresql >/dev/null
-        bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+        bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
     fi
     # The server refuses to run as root: run it as the postgres account when we are root.
     local as=()

@@ -141,14 +141,10 @@ def pairwise_overlap(cat: Catalog, model: str | None = None, kinds: Iterable[Nod
     model = only_model(cat, model)
     m = cat.membership(model=model, kinds=_kinds(kinds), circuit_ids=circuit_ids)
     ids = tuple(sorted(m.circuits))
-    vocab: dict[str, int] = {}
-    rows, cols = [], []
-    for r, cid in enumerate(ids):
-        for comp in m.circuits[cid]:
-            rows.append(r)
-            cols.append(vocab.setdefault(comp, len(vocab)))
+    vocab = {comp: j for j, comp in enumerate(sorted(set().union(*m.circuits.values())))}
     member = np.zeros((len(ids), max(len(vocab), 1)), dtype=np.float32)
-    member[rows, cols] = 1.0
+    for r, cid in enumerate(ids):
+        member[r, [vocab[c] for c in m.circuits[cid]]] = 1.0
     shared = (member @ member.T).round().astype(np.int64)
     sizes = np.diag(shared).copy()
     union = sizes[:, None] + sizes[None, :] - shared

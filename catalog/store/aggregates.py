@@ -39,7 +39,7 @@ def component_counts(s: Session, names: set[str] | None, kinds: Sequence[str] | 
          .where(*_member_filter(names, kinds))
          .group_by(ModelRow.name, NodeRow.node_id, NodeRow.kind, TaskRow.name))
     acc: dict[tuple[str, str], tuple[str, list[str], list[int]]] = {}
-    for model, node_id, kind, task, n in s.execute(q):
+    for model, node_id, kind, task, n in s.connection().execute(q).all():
         entry = acc.setdefault((model, node_id), (kind, [], []))
         entry[1].append(task)
         entry[2].append(n)
@@ -58,7 +58,7 @@ def newest_per_task(s: Session, names: set[str]) -> dict[str, int]:
          .join(TaskRow, TaskRow.id == CircuitRow.task_id)
          .where(ModelRow.name.in_(names))
          .group_by(TaskRow.name))
-    return {task: int(cid) for task, cid in s.execute(q)}
+    return {task: int(cid) for task, cid in s.connection().execute(q)}
 
 
 def task_overlap(s: Session, model: str, names: set[str], kinds: Sequence[str] | None) -> TaskOverlap:
@@ -79,7 +79,7 @@ def task_overlap(s: Session, model: str, names: set[str], kinds: Sequence[str] |
     task_of = {cid: task for task, cid in newest.items()}
     tasks = tuple(sorted(newest))
     shared = {t: {u: 0 for u in tasks} for t in tasks}
-    for ca, cb, n in s.execute(q):
+    for ca, cb, n in s.connection().execute(q):
         shared[task_of[ca]][task_of[cb]] = int(n)
     model_name = s.scalar(select(ModelRow.name).join(CircuitRow, CircuitRow.model_id == ModelRow.id)
                           .where(CircuitRow.id == ids[0]))
@@ -107,7 +107,7 @@ def find(s: Session, component: str, names: set[str] | None) -> list[FindHit]:
          .join(TaskRow, TaskRow.id == CircuitRow.task_id)
          .where(*conds)
          .order_by(NodeRow.circuit_id, NodeRow.node_id))
-    rows = s.execute(q).all()
+    rows = s.connection().execute(q).all()
     notes: dict[tuple[int, str, str], list[str]] = {}
     if rows:
         aq = (select(AnnotationRow.circuit_id, AnnotationRow.node_id, AnnotationRow.kind, AnnotationRow.value)
@@ -115,7 +115,7 @@ def find(s: Session, component: str, names: set[str] | None) -> list[FindHit]:
                      AnnotationRow.node_id.in_({r[5] for r in rows}),
                      AnnotationRow.kind.in_([AnnotationKind.ROLE.value, AnnotationKind.LABEL.value]))
               .order_by(AnnotationRow.value))
-        for cid, node_id, kind, value in s.execute(aq):
+        for cid, node_id, kind, value in s.connection().execute(aq):
             notes.setdefault((cid, node_id, kind), []).append(value)
     return [
         FindHit(circuit_id=cid, circuit_name=name, model=model, task=task, method=method, node_id=node_id,
@@ -140,8 +140,8 @@ def membership(s: Session, model: str | None, names: set[str] | None, kinds: Seq
     if ids is not None:
         q = q.where(NodeRow.circuit_id.in_(ids))
         tq = tq.where(CircuitRow.id.in_(ids))
-    tasks = {int(cid): task for cid, task in s.execute(tq.order_by(CircuitRow.id))}
+    tasks = {int(cid): task for cid, task in s.connection().execute(tq.order_by(CircuitRow.id))}
     sets: dict[int, set[str]] = {cid: set() for cid in tasks}
-    for cid, node_id in s.execute(q).tuples():
+    for cid, node_id in s.connection().execute(q).all():
         sets[cid].add(node_id)
     return Membership(model=model, circuits={cid: frozenset(v) for cid, v in sets.items()}, tasks=tasks)

@@ -160,7 +160,8 @@ class Catalog:
             "n_mlps": size["mlps"], "n_features": size["features"], "n_scored_edges": size["scored_edges"],
             **provenance_columns(circuit.provenance),
         }
-        cid = int(s.execute(insert(CircuitRow).values(**values).returning(CircuitRow.id)).scalar_one())
+        circuits = CircuitRow.__table__
+        cid = int(s.execute(insert(circuits).values(**values).returning(circuits.c.id)).scalar_one())
         self._bulk_insert(s, NodeRow.__table__, NODE_COLUMNS, node_rows(cid, graph))
         self._bulk_insert(s, EdgeRow.__table__, EDGE_COLUMNS, edge_rows(cid, graph))
         self._bulk_insert(s, AnnotationRow.__table__, ANNOTATION_COLUMNS, annotation_rows(cid, graph))
@@ -197,17 +198,18 @@ class Catalog:
 
     def _model_id(self, s: Session, shape: ModelShape) -> int:
         revision = shape.revision or ""
-        find = select(ModelRow).where(ModelRow.name == shape.name, ModelRow.revision == revision)
-        row = s.scalars(find).one_or_none()
+        models = ModelRow.__table__
+        find = select(models).where(models.c.name == shape.name, models.c.revision == revision)
+        row = s.execute(find).one_or_none()
         if row is None:
             try:
                 with s.begin_nested():
-                    s.execute(insert(ModelRow).values(
+                    s.execute(insert(models).values(
                         name=shape.name, revision=revision, n_layers=shape.n_layers, n_heads=shape.n_heads,
                         d_model=shape.d_model, parallel_attn_mlp=shape.parallel_attn_mlp))
             except IntegrityError:
                 pass  # another writer added it meanwhile (PostgreSQL); read theirs
-            row = s.scalars(find).one()
+            row = s.execute(find).one()
         stored = shape_from(row)
         if stored != shape:
             raise InvalidInputError(

@@ -167,7 +167,8 @@ class Connector:
 
     def translate(self, exc: SQLAlchemyError) -> CatalogError:
         """Map a SQLAlchemy error to a `CatalogError` whose message says what to do."""
-        text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        lines = (str(getattr(exc, "orig", None) or "") or str(exc)).strip().splitlines()
+        text = lines[0] if lines else type(exc).__name__
         if isinstance(exc, IntegrityError):
             low = text.lower()
             if "unique" in low or "duplicate" in low:
