@@ -83,3 +83,38 @@ def load(folder: Path, device: str, dtype: Any) -> tuple[Any, Any, dict[str, Any
     model.to(device=device, dtype=dtype)
     model.eval()
     return model, tokenizer, doc
+
+
+def parameter_shapes(folder: Path) -> dict[str, list[int]]:
+    """Tensor shapes from the safetensors header (no torch needed)."""
+    import struct
+
+    try:
+        with open(folder / WEIGHTS, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error) as exc:
+        raise ModelLoadError(f"Cannot read {folder / WEIGHTS}: {exc}.") from None
+    return {k: list(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def info(folder: Path) -> dict[str, Any]:
+    """What a checkpoint is: name, shape, parameter count, vocabulary size and training recipe."""
+    import math
+
+    if not is_checkpoint(folder):
+        raise ModelLoadError(f"{folder} holds no catalog model (model.safetensors, config.json, tokenizer/).")
+    doc = read_config(folder)
+    shapes = parameter_shapes(folder)
+    training = doc.get("training", {})
+    return {
+        "name": doc.get("name"),
+        "folder": str(folder),
+        "revision": weights_sha256(folder)[:12],
+        "model_config": doc["model_config"],
+        "parameters": sum(math.prod(s) for s in shapes.values()),
+        "weights_bytes": (folder / WEIGHTS).stat().st_size,
+        "training": {k: training.get(k) for k in ("command", "seed", "threads", "recipe", "curriculum",
+                                                   "seconds", "torch")},
+        "training_history": training.get("history", []),
+    }

@@ -1,0 +1,157 @@
+"""The adapter between the catalog and TransformerLens: every model is loaded here.
+
+Three sources: the embedded default model (a checkpoint folder shipped in the package), a
+TransformerLens model name (weights from the Hugging Face cache, or the hub when online), and a
+local Hugging Face model folder. Models load without weight processing (no LayerNorm folding or
+centring), so their logits equal the original model's and hooks see its real activations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from catalog.errors import ModelLoadError
+from catalog.graph import ModelShape
+from catalog.models import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, LoadedModel, ModelSource, checkpoint
+from catalog.shapes import canonical_model_name
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` as given, or CUDA when available, else CPU."""
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(f"Device {device!r} was asked for but CUDA is not available; use --device cpu.")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
+    return getattr(torch, dtype)
+
+
+def _shape(name: str, cfg: Any, revision: str | None) -> ModelShape:
+    return ModelShape(name, n_layers=int(cfg.n_layers), n_heads=int(cfg.n_heads), d_model=int(cfg.d_model),
+                      revision=revision, parallel_attn_mlp=bool(getattr(cfg, "parallel_attn_mlp", False)))
+
+
+def load_checkpoint_folder(folder: Path, device: str, dtype: str, is_default: bool) -> LoadedModel:
+    """A model saved in the embedded model's layout (safetensors + config.json + tokenizer/)."""
+    model, tokenizer, doc = checkpoint.load(folder, device, resolve_dtype(dtype))
+    name = DEFAULT_MODEL_NAME if is_default else str(doc.get("name") or folder.name)
+    revision = checkpoint.weights_sha256(folder)[:12]
+    return LoadedModel(model=model, tokenizer=tokenizer, shape=_shape(name, model.cfg, revision), name=name,
+                       is_default=is_default,
+                       source=ModelSource.EMBEDDED if is_default else ModelSource.LOCAL,
+                       device=device, dtype=dtype)
+
+
+def load_hf_folder(folder: Path, device: str, dtype: str) -> LoadedModel:
+    """A local Hugging Face model folder (config.json + weights + tokenizer files)."""
+    from transformer_lens import HookedTransformer
+    from transformer_lens import loading_from_pretrained as loading
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = resolve_dtype(dtype)
+    try:
+        cfg = loading.get_pretrained_model_config(str(folder), device=device, dtype=torch_dtype)
+        hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype)
+        state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
+        raise ModelLoadError(
+            f"Cannot load {folder} as a Hugging Face model: {exc}. The folder needs config.json, the "
+            "weights and tokenizer files of an architecture TransformerLens supports."
+        ) from None
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
+                                      center_unembed=False, fold_value_biases=False,
+                                      refactor_factored_attn_matrices=False)
+    model.to(device)
+    model.eval()
+    name = folder.resolve().name
+    return LoadedModel(model=model, tokenizer=model.tokenizer, shape=_shape(name, cfg, None), name=name,
+                       is_default=False, source=ModelSource.LOCAL, device=device, dtype=dtype)
+
+
+def official_name(name: str) -> str:
+    """TransformerLens's official name for ``name``, or an error naming the nearest ones."""
+    from transformer_lens import loading_from_pretrained as loading
+
+    try:
+        return loading.get_official_model_name(name)
+    except ValueError:
+        known = list(loading.make_model_alias_map())
+        near = difflib.get_close_matches(name.lower(), known, n=3)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        raise ModelLoadError(
+            f"Unknown model {name!r}.{hint} Give a TransformerLens model name (e.g. gpt2-small, "
+            "pythia-70m), a local Hugging Face model folder, or nothing for the embedded default model."
+        ) from None
+
+
+def cached_revision(repo_id: str) -> str | None:
+    """The commit of the cached snapshot of ``repo_id``, when it is in the Hugging Face cache."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True)).name
+    except Exception:  # noqa: BLE001 - no cached snapshot is not an error here
+        return None
+
+
+def load_transformerlens(name: str, device: str, dtype: str) -> LoadedModel:
+    """A TransformerLens model by name, from the Hugging Face cache (or the hub when online)."""
+    from transformer_lens import HookedTransformer
+
+    official = official_name(name)
+    try:
+        model = HookedTransformer.from_pretrained_no_processing(
+            official, device=device, dtype=resolve_dtype(dtype))
+    except (OSError, ConnectionError, ValueError) as exc:
+        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        raise ModelLoadError(
+            f"The weights of {name} ({official}) are not in the Hugging Face cache ({home}) and the "
+            f"hub cannot be reached ({type(exc).__name__}). On a machine with network, run "
+            f"`huggingface-cli download {official}` (or load the model once), then copy its cache "
+            "folder here and point HF_HOME at it; set HF_HUB_OFFLINE=1 to use the cache without network."
+        ) from None
+    model.eval()
+    catalog_name = canonical_model_name(name)
+    return LoadedModel(model=model, tokenizer=model.tokenizer,
+                       shape=_shape(catalog_name, model.cfg, cached_revision(official)),
+                       name=catalog_name, is_default=False, source=ModelSource.TRANSFORMERLENS,
+                       device=device, dtype=dtype)
+
+
+def load(name_or_path: str | None, device: str | None = None, dtype: str = "float32") -> LoadedModel:
+    """See `catalog.models.load_model`."""
+    resolve_dtype(dtype)
+    dev = resolve_device(device)
+    if name_or_path is None or name_or_path in (DEFAULT_MODEL_NAME, "default"):
+        if not checkpoint.is_checkpoint(DEFAULT_MODEL_DIR):
+            raise ModelLoadError(
+                f"The embedded default model is missing from {DEFAULT_MODEL_DIR}. Reinstall "
+                "circuit-catalog, or rebuild it with `python -m catalog.models.train --seed 0`."
+            )
+        return load_checkpoint_folder(DEFAULT_MODEL_DIR, dev, dtype, is_default=True)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if checkpoint.is_checkpoint(path):
+            return load_checkpoint_folder(path, dev, dtype, is_default=False)
+        if (path / "config.json").is_file():
+            return load_hf_folder(path, dev, dtype)
+        raise ModelLoadError(f"{path} is a folder but holds no config.json: not a model folder.")
+    if path.suffix or os.sep in name_or_path:
+        raise ModelLoadError(f"Model folder {path} does not exist.")
+    return load_transformerlens(name_or_path, dev, dtype)
