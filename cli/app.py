@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Annotated
 
 import typer
 
-from cli import circuits, db, discover, export, published, queries
+from cli import circuits, db, discover, export, model, published, queries
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -38,16 +37,6 @@ def root(
     ctx.obj = State(db=db, debug=debug)
 
 
-def _optional(module: str) -> object | None:
-    """Import a command module that may not exist yet; other import errors surface."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise
-        return None
-
-
 # In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
 app.command("discover")(discover.discover)
 app.command("runs")(discover.runs)
@@ -60,9 +49,7 @@ app.command("reuse")(queries.reuse)
 app.command("find")(queries.find)
 app.command("export")(export.export)
 app.add_typer(published.app, name="published")
-_model = _optional("cli.model")
-if _model is not None:
-    app.add_typer(_model.app, name="model")  # type: ignore[attr-defined]
+app.add_typer(model.app, name="model")
 app.add_typer(db.app, name="db")
 
 
