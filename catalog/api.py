@@ -18,9 +18,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from catalog.errors import CatalogError
-from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
+from catalog.graph import (
+    Annotation,
+    AnnotationKind,
+    CircuitGraph,
+    Edge,
+    ModelShape,
+    Node,
+)
 from catalog.naming import parse_component
-from catalog.provenance import Ablation, Circuit, Provenance, Selection, SelectionRule, Source
+from catalog.provenance import (
+    Ablation,
+    Circuit,
+    Provenance,
+    Selection,
+    SelectionRule,
+    Source,
+)
 
 if TYPE_CHECKING:
     from catalog.formats import import_file, read_circuits, write_circuit

@@ -27,7 +27,7 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 
 def run_probe(args: list[str], cwd: Path) -> dict:
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+                          text=True, cwd=cwd, timeout=120, check=False)
     last = proc.stderr.strip().splitlines()[-1]
     return json.loads(last) | {"stdout": proc.stdout, "stderr": proc.stderr}
 

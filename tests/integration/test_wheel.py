@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run(cmd: list[str | Path], cwd: Path, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
