@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Source this file (". .ci/postgres.sh"): it makes sure a PostgreSQL server runs on 127.0.0.1 and
-# exports CATALOG_TEST_POSTGRES_URL for the store tests. Idempotent: a second run reuses the
-# server. Installs PostgreSQL with apt-get when it is missing (needs root, as in CI).
+# exports CATALOG_TEST_POSTGRES_URL for the store tests. Idempotent: a second run reuses the server.
+# Installs PostgreSQL with apt-get when it is missing (needs root, as in CI). The role may create
+# databases (each test gets its own) and end sessions a killed client left (pg_signal_backend).
 #   CATALOG_PG_PORT  port to listen on (default 55432)
 #   CATALOG_PG_DIR   data directory (default /tmp/circuit-catalog-pg)
 
@@ -44,7 +45,8 @@ _catalog_pg_setup() {
     "${psql[@]}" -c "DO \$\$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$user') THEN
             CREATE ROLE $user LOGIN CREATEDB PASSWORD '$password';
-        END IF; END \$\$;" || return 1
+        END IF; END \$\$;
+        GRANT pg_signal_backend TO $user;" || return 1
     if [[ -z $("${psql[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'") ]]; then
         "${psql[@]}" -c "CREATE DATABASE $db OWNER $user" || return 1
     fi

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -30,24 +29,10 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip(f"PostgreSQL store tests need {PG_ENV} (run `. .ci/postgres.sh` to start a server and set it)")
-    yield from _fresh_pg_database(base)
+    from catalog.store.testing import fresh_postgres_database
 
-
-def _fresh_pg_database(base: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin_url = make_url(base)
-    name = f"cc_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database(base) as url:
+        yield url
 
 
 @pytest.fixture

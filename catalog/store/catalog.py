@@ -36,6 +36,8 @@ from catalog.store.convert import (
     TAG_COLUMNS,
     annotation_rows,
     check_metrics,
+    check_provenance_text,
+    check_text,
     edge_rows,
     graph_from,
     node_rows,
@@ -149,6 +151,7 @@ class Catalog:
         tags = tuple(circuit.tags)
         if any(not isinstance(t, str) or not t.strip() for t in tags):
             raise InvalidInputError(f"Tags must be non-empty strings, got {list(tags)!r}.")
+        check_text(circuit)
         values = {
             "name": circuit.name,
             "model_id": self._model_id(s, graph.shape),
@@ -342,6 +345,7 @@ class Catalog:
         """Record a discovery run as ``running`` and return its id."""
         if not task or not task.strip():
             raise InvalidInputError("A run needs a task name.")
+        check_provenance_text(provenance)
         with self._db.session_scope(write=True) as s:
             values = {"model_id": self._model_id(s, model), "task_id": self._task_id(s, task.strip()),
                       "status": RunStatus.RUNNING.value, "started_at": _now(), **provenance_columns(provenance)}

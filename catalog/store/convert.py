@@ -15,7 +15,10 @@ from typing import Any
 from catalog.errors import InvalidInputError
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
 from catalog.naming import QKV, NodeKind
-from catalog.provenance import Provenance, Selection
+from catalog.provenance import Circuit, Provenance, Selection
+
+_PROVENANCE_TEXT = ("source_format", "source_file", "source_sha256", "method", "dataset_hash", "metric",
+                    "created_by", "citation", "notes")
 
 
 def utc(moment: datetime) -> datetime:
@@ -35,6 +38,30 @@ def json_value(value: Any, what: str) -> Any:
             "dicts) and finite numbers; store a missing value as null."
         ) from None
     return value
+
+
+def _refuse_nul(pairs: Iterable[tuple[str, Any]]) -> None:
+    for what, value in pairs:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInputError(
+                f"The {what} {value[:60]!r} contains a NUL character, which the catalog cannot store "
+                "(PostgreSQL refuses it in text). Remove it and try again."
+            )
+
+
+def check_text(circuit: Circuit) -> None:
+    """Refuse NUL characters in any text of the circuit, on every backend alike."""
+    g = circuit.graph
+    _refuse_nul([("circuit name", circuit.name), ("task", circuit.task), ("model name", g.shape.name),
+                 ("model revision", g.shape.revision), *(("tag", t) for t in circuit.tags),
+                 *(("node id", n.id) for n in g.nodes),
+                 *(("annotation", a.value) for a in g.annotations),
+                 *(("annotation member", m) for a in g.annotations for m in a.members)])
+    check_provenance_text(circuit.provenance)
+
+
+def check_provenance_text(p: Provenance) -> None:
+    _refuse_nul((f"provenance {f}", getattr(p, f)) for f in _PROVENANCE_TEXT)
 
 
 def provenance_columns(p: Provenance) -> dict[str, Any]:
