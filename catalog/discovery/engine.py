@@ -27,9 +27,11 @@ Progress = Callable[[str, int, int], None]
 
 
 @contextmanager
-def prepared(model: Any) -> Iterator[Layout]:
-    """Expose split q/k/v inputs, per-head results and MLP inputs; freeze parameters; eval mode.
+def prepared(model: Any, split_qkv: bool = True) -> Iterator[Layout]:
+    """Expose split q/k/v inputs (when `split_qkv`) and MLP inputs; freeze parameters; eval mode.
 
+    Per-head outputs are computed from ``hook_z`` by the source hooks rather than with
+    TransformerLens's ``use_attn_result``, whose broadcast product is several times slower.
     Everything is restored on exit, so a user's model is left as it was given.
     """
     cfg = model.cfg
@@ -37,8 +39,8 @@ def prepared(model: Any) -> Iterator[Layout]:
     grads = [p.requires_grad for p in model.parameters()]
     training = model.training
     layout = Layout.for_model(model)
-    cfg.use_split_qkv_input = True
-    cfg.use_attn_result = True
+    cfg.use_split_qkv_input = split_qkv
+    cfg.use_attn_result = False
     cfg.use_hook_mlp_in = not cfg.attn_only
     for p in model.parameters():
         p.requires_grad_(False)
@@ -86,7 +88,12 @@ def metric_per_copy(part: Any, logits: torch.Tensor, copies: int) -> torch.Tenso
 # --- recording sources -----------------------------------------------------------------------
 
 
-def source_hooks(layout: Layout, buf: torch.Tensor) -> list[Hook]:
+def head_outputs(model: Any, layer: int, z: torch.Tensor) -> torch.Tensor:
+    """What each head of `layer` writes to the residual stream: ``z_h @ W_O[h]``, ``[B, T, H, D]``."""
+    return torch.einsum("bthk,hkd->bthd", z, model.blocks[layer].attn.W_O)
+
+
+def source_hooks(model: Any, layout: Layout, buf: torch.Tensor) -> list[Hook]:
     """Hooks writing each source's output into ``buf[:, :, source]`` (detached)."""
 
     def put(index: int | slice) -> Callable[..., None]:
@@ -95,10 +102,16 @@ def source_hooks(layout: Layout, buf: torch.Tensor) -> list[Hook]:
 
         return hook
 
+    def put_heads(layer: int, first: int) -> Callable[..., None]:
+        def hook(z: torch.Tensor, hook: Any) -> None:
+            with torch.no_grad():
+                buf[:, :, first:first + layout.n_heads] = head_outputs(model, layer, z.detach())
+
+        return hook
+
     hooks: list[Hook] = [("blocks.0.hook_resid_pre", put(0))]
     for layer in range(layout.n_layers):
-        first = layout.head_source(layer, 0)
-        hooks.append((f"blocks.{layer}.attn.hook_result", put(slice(first, first + layout.n_heads))))
+        hooks.append((f"blocks.{layer}.attn.hook_z", put_heads(layer, layout.head_source(layer, 0))))
         if layout.has_mlp:
             hooks.append((f"blocks.{layer}.hook_mlp_out", put(layout.mlp_source(layer))))
     return hooks
@@ -114,7 +127,7 @@ def new_buffer(model: Any, layout: Layout, tokens: torch.Tensor) -> torch.Tensor
 def record(model: Any, layout: Layout, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, source outputs ``[B, T, S, D]``) of a plain forward pass."""
     buf = new_buffer(model, layout, tokens)
-    with model.hooks(fwd_hooks=source_hooks(layout, buf)):
+    with model.hooks(fwd_hooks=source_hooks(model, layout, buf)):
         logits = model(tokens)
     return logits, buf
 
@@ -204,7 +217,7 @@ def patched_logits(model: Any, layout: Layout, clean: torch.Tensor, ablated: tor
     copies = mask.shape[0]
     tokens = clean.repeat(copies, 1)
     current = new_buffer(model, layout, tokens)
-    hooks = source_hooks(layout, current) + patch_hooks(layout, ablated, current, mask.to(ablated.dtype))
+    hooks = source_hooks(model, layout, current) + patch_hooks(layout, ablated, current, mask.to(ablated.dtype))
     with model.hooks(fwd_hooks=hooks):
         return model(tokens)
 

@@ -37,59 +37,100 @@ def components(layout: Layout) -> list[int]:
     return list(range(1, layout.n_sources))
 
 
-def _replace_hooks(layout: Layout, ablated: torch.Tensor, chunk: list[int], batch: int) -> list[tuple[str, Any]]:
-    """Hooks overwriting component ``chunk[c]``'s output with its ablated value in copy ``c``."""
-    copies = len(chunk)
-    by_hook: dict[str, list[tuple[int, int | None, int]]] = {}
-    for c, src in enumerate(chunk):
-        rel = (src - 1) % layout.block
-        layer = (src - 1) // layout.block
-        if rel < layout.n_heads:
-            by_hook.setdefault(f"blocks.{layer}.attn.hook_result", []).append((c, rel, src))
-        else:
-            by_hook.setdefault(f"blocks.{layer}.hook_mlp_out", []).append((c, None, src))
+def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: list[int],
+                   batch: int) -> list[tuple[str, Any]]:
+    """Hooks replacing component ``chunk[c]``'s output with its ablated value in copy ``c``.
 
-    def make(items: list[tuple[int, int | None, int]]) -> Any:
-        def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            view = act.view(copies, batch, *act.shape[1:])
+    An MLP's output is overwritten at ``hook_mlp_out``. A head's is swapped inside the layer's
+    attention output: ``attn_out + ablated_h - z_h @ W_O[h]``, with ``z`` from ``hook_z`` of the
+    same pass (no per-head result tensor is built).
+    """
+    copies = len(chunk)
+    heads: dict[int, list[tuple[int, int, int]]] = {}
+    mlps: dict[int, list[tuple[int, int]]] = {}
+    for c, src in enumerate(chunk):
+        rel, layer = (src - 1) % layout.block, (src - 1) // layout.block
+        if rel < layout.n_heads:
+            heads.setdefault(layer, []).append((c, rel, src))
+        else:
+            mlps.setdefault(layer, []).append((c, src))
+    hooks: list[tuple[str, Any]] = []
+
+    for layer, items in heads.items():
+        z_seen: list[torch.Tensor] = []
+
+        def keep_z(z: torch.Tensor, hook: Any, z_seen: list[torch.Tensor] = z_seen) -> None:
+            z_seen[:] = [z]
+
+        def swap(act: torch.Tensor, hook: Any, layer: int = layer, items: list = items,
+                 z_seen: list[torch.Tensor] = z_seen) -> torch.Tensor:
+            out = act.view(copies, batch, *act.shape[1:])
+            z = z_seen[0].view(copies, batch, *z_seen[0].shape[1:])
+            w_o = model.blocks[layer].attn.W_O
             for c, head, src in items:
-                if head is None:
-                    view[c] = ablated[:, :, src]
-                else:
-                    view[c, :, :, head] = ablated[:, :, src]
+                out[c] += ablated[:, :, src] - z[c, :, :, head] @ w_o[head]
             return act
 
-        return hook
+        hooks += [(f"blocks.{layer}.attn.hook_z", keep_z), (f"blocks.{layer}.hook_attn_out", swap)]
 
-    return [(name, make(items)) for name, items in by_hook.items()]
+    for layer, pairs in mlps.items():
+        def replace(act: torch.Tensor, hook: Any, pairs: list = pairs) -> torch.Tensor:
+            out = act.view(copies, batch, *act.shape[1:])
+            for c, src in pairs:
+                out[c] = ablated[:, :, src]
+            return act
+
+        hooks.append((f"blocks.{layer}.hook_mlp_out", replace))
+    return hooks
+
+
+def _can_start_midway(model: Any) -> bool:
+    """Whether a forward pass may start from a cached residual (no masks or extra inputs needed)."""
+    tok = getattr(model, "tokenizer", None)
+    return (model.cfg.positional_embedding_type != "shortformer"
+            and getattr(tok, "padding_side", "right") != "left")
 
 
 @torch.no_grad()
 def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
                         batch_size: int = 32, components_per_pass: int | None = None,
-                        max_rows: int = DEFAULT_MAX_ROWS, progress: Progress | None = None) -> dict[str, float]:
+                        max_rows: int = DEFAULT_MAX_ROWS, share_prefix: bool = True,
+                        progress: Progress | None = None) -> dict[str, float]:
     """Score every head and MLP by patching its whole output; returns id -> score.
 
-    `components_per_pass` (default: as many as `max_rows` allows) sets how many components share
-    one forward pass; 1 gives the plain loop.
+    Components of one layer share a forward pass (`components_per_pass` copies of the batch, by
+    default as many as `max_rows` allows), and with `share_prefix` the pass starts at that layer
+    from the clean run's cached residual, since nothing before it changes. Exact either way;
+    ``components_per_pass=1, share_prefix=False`` is the plain one-component-per-pass loop.
     """
-    with prepared(model) as layout:
+    with prepared(model, split_qkv=False) as layout:
         comps = components(layout)
         ablator = Ablator(model, layout, dataset, ablation, batch_size)
         totals = torch.zeros(len(comps), dtype=torch.float64)
         n = n_examples(dataset)
+        midway = share_prefix and _can_start_midway(model)
         done = 0
         for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
             b = clean.shape[0]
             ablated = ablator.values(clean, corrupt)
-            base = part.metric(model(clean)).to(torch.float64).sum().cpu()
+            resid: dict[int, torch.Tensor] = {}
+            keep = [(f"blocks.{layer}.hook_resid_pre", lambda act, hook, layer=layer: resid.__setitem__(layer, act))
+                    for layer in range(layout.n_layers)] if midway else []
+            with model.hooks(fwd_hooks=keep):
+                base = part.metric(model(clean)).to(torch.float64).sum().cpu()
             per_pass = components_per_pass or copies_per_pass(b, len(comps), max_rows)
-            for start in range(0, len(comps), per_pass):
-                chunk = comps[start:start + per_pass]
-                with model.hooks(fwd_hooks=_replace_hooks(layout, ablated, chunk, b)):
-                    logits = model(clean.repeat(len(chunk), 1))
-                patched = metric_per_copy(part, logits, len(chunk)).sum(1).cpu()
-                totals[start:start + len(chunk)] += base - patched
+            for layer in range(layout.n_layers):
+                in_layer = [i for i, src in enumerate(comps) if (src - 1) // layout.block == layer]
+                for start in range(0, len(in_layer), per_pass):
+                    idx = in_layer[start:start + per_pass]
+                    chunk = [comps[i] for i in idx]
+                    with model.hooks(fwd_hooks=_replace_hooks(model, layout, ablated, chunk, b)):
+                        if midway:
+                            logits = model(resid[layer].repeat(len(chunk), 1, 1), start_at_layer=layer)
+                        else:
+                            logits = model(clean.repeat(len(chunk), 1))
+                    patched = metric_per_copy(part, logits, len(chunk)).sum(1).cpu()
+                    totals[idx] += base - patched
             done += b
             if progress:
                 progress("activation patching", done, n)

@@ -74,7 +74,7 @@ def test_batched_activation_patching_equals_one_component_per_pass(model, data, 
 
 def test_activation_patching_batches_agree_with_loop_through_the_same_code(model, data):
     batched = activation_patching(model, data, batch_size=10)
-    loop = activation_patching(model, data, batch_size=10, components_per_pass=1)
+    loop = activation_patching(model, data, batch_size=10, components_per_pass=1, share_prefix=False)
     assert batched == pytest.approx(loop, abs=1e-5)
 
 
@@ -260,3 +260,19 @@ def test_a_model_that_ignores_the_counterfactual_cannot_be_evaluated(model):
     ds.corrupt = ds.clean.clone()
     with pytest.raises(DiscoveryError, match="faithfulness is undefined"):
         Evaluator(model, ds)
+
+
+@pytest.mark.parametrize("norm", ["LN", "LNPre", "RMS", "RMSPre", None])
+def test_eap_without_split_inputs_equals_eap_with_them(norm):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from catalog.discovery.attribution import attribution_scores
+
+    cfg = random_model(n_layers=2, n_heads=2, seed=8).cfg.to_dict() | {"normalization_type": norm}
+    m = HookedTransformer(HookedTransformerConfig(
+        **{k: v for k, v in cfg.items() if k in HookedTransformerConfig.__dataclass_fields__}))
+    ds = toy_dataset(n=6, seed=9)
+    fast = np.array(attribution_scores(m, ds, batch_size=3, steps=2, split_qkv=False))
+    reference = np.array(attribution_scores(m, ds, batch_size=3, steps=2, split_qkv=True))
+    assert np.abs(reference).max() > 1e-3
+    np.testing.assert_allclose(fast, reference, atol=1e-5 * np.abs(reference).max())

@@ -1,0 +1,208 @@
+"""Discovery speed, agreement and memory, measured side by side in one run (not a test).
+
+Prints:
+  * EAP wall time / the time of its own two forward passes and one backward pass on the same
+    batch (target <= 1.25), against the plain model and against the model with split q/k/v
+    inputs turned on (which EAP needs);
+  * batched activation patching / the one-component-per-pass loop (target <= 0.25);
+  * Pearson r of EAP and EAP-IG against exact edge patching, over all edges and over the edges
+    that matter (the top 10% by |exact score|), target >= 0.9;
+  * peak memory (process max RSS; CUDA peak allocation when on a GPU).
+
+    python benchmarks/bench_discovery.py                 # embedded model, IOI and colored-objects
+    python benchmarks/bench_discovery.py --gpt2-shape    # EAP on a random GPT-2-small, 200 prompts
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from catalog.discovery import score  # noqa: E402
+from catalog.discovery.attribution import attribution_scores  # noqa: E402
+from catalog.discovery.engine import prepared  # noqa: E402
+from catalog.discovery.patching import activation_patching  # noqa: E402
+
+
+def timed(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Best wall time of each function over `repeat` interleaved rounds (after a warm-up call).
+
+    Interleaving gives every function the same share of a busy machine's noise; the minimum is
+    the least disturbed run.
+    """
+    for fn in fns.values():
+        fn()
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic_dataset(d_vocab: int, n: int, t: int, seed: int = 0) -> Any:
+    """Random prompts whose counterfactual changes one early token; logit-difference metric."""
+    from catalog.tasks.base import TaskDataset, logit_diff, top1_is_answer
+
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(1, d_vocab, (n, t), generator=g)
+    corrupt = clean.clone()
+    corrupt[:, 2] = (clean[:, 2] + torch.randint(1, d_vocab - 1, (n,), generator=g)) % d_vocab
+    answers, wrong = clean[:, 2].clone(), corrupt[:, 2].clone()
+    return TaskDataset(task="synthetic", clean=clean, corrupt=corrupt, positions=torch.full((n,), t - 1),
+                       answers=answers, wrong_answers=wrong, prompts=[""] * n, corrupt_prompts=[""] * n,
+                       metric_name="logit_diff", metric_fn=logit_diff, correct_fn=top1_is_answer, pad_id=0)
+
+
+def plain_fwd_bwd(model: Any, ds: Any) -> Callable[[], None]:
+    """Two forward passes (counterfactual, clean) and one backward pass, no hooks."""
+
+    def run() -> None:
+        with torch.no_grad():
+            model(ds.corrupt)
+        emb: list[torch.Tensor] = []
+
+        def leaf(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            emb.append(act.detach().requires_grad_(True))
+            return emb[0]
+
+        with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", leaf)]):
+            (-ds.metric(model(ds.clean)).sum()).backward()
+
+    return run
+
+
+def eap_overhead(model: Any, ds: Any, repeat: int) -> None:
+    """EAP on one batch against the same batch's 2 forward + 1 backward passes."""
+    n = len(ds)
+    grads = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        t = timed({"plain": plain_fwd_bwd(model, ds),
+                   "eap": lambda: attribution_scores(model, ds, batch_size=n, steps=1)}, repeat)
+        with prepared(model):
+            t["split"] = timed({"split": plain_fwd_bwd(model, ds)}, repeat)["split"]
+    finally:
+        for p, g in zip(model.parameters(), grads):
+            p.requires_grad_(g)
+    base_plain, base_split, eap = t["plain"], t["split"], t["eap"]
+    print(f"  2 fwd + 1 bwd, plain model          {base_plain * 1000:9.1f} ms")
+    print(f"  2 fwd + 1 bwd, split q/k/v inputs   {base_split * 1000:9.1f} ms")
+    print(f"  EAP (every edge scored)             {eap * 1000:9.1f} ms")
+    print(f"  EAP / (2F+1B) plain    = {eap / base_plain:.2f}   (target <= 1.25)")
+    print(f"  EAP / (2F+1B) split-qkv = {eap / base_split:.2f}")
+
+
+def patching_speedup(model: Any, ds: Any, batch_size: int) -> None:
+    t0 = time.perf_counter()
+    batched = activation_patching(model, ds, batch_size=batch_size)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loop = activation_patching(model, ds, batch_size=batch_size, components_per_pass=1, share_prefix=False)
+    t_loop = time.perf_counter() - t0
+    diff = max(abs(batched[k] - loop[k]) for k in batched)
+    print(f"  activation patching, batched       {t_batched:7.2f} s   ({len(batched)} components)")
+    print(f"  activation patching, loop          {t_loop:7.2f} s")
+    print(f"  batched / loop = {t_batched / t_loop:.2f}   (target <= 0.25); max |difference| {diff:.1e}")
+
+
+def agreement(model: Any, ds: Any, batch_size: int) -> None:
+    t = {}
+    scores = {}
+    for method in ("edge-patching", "eap", "eap-ig"):
+        t0 = time.perf_counter()
+        scores[method] = np.array([e.score for e in score(model, ds, method, batch_size=batch_size).edges])
+        t[method] = time.perf_counter() - t0
+    exact = scores["edge-patching"]
+    top = np.argsort(-np.abs(exact))[: max(10, len(exact) // 10)]
+    for method in ("eap", "eap-ig"):
+        r_all = np.corrcoef(scores[method], exact)[0, 1]
+        r_top = np.corrcoef(scores[method][top], exact[top])[0, 1]
+        print(f"  {method:7s} vs edge-patching: r = {r_all:.3f} over {len(exact)} edges, "
+              f"r = {r_top:.3f} over the top {len(top)} (target >= 0.9); {t[method]:.2f} s "
+              f"vs {t['edge-patching']:.2f} s exact")
+
+
+def peak_memory(device: torch.device) -> None:
+    line = f"  peak memory: max RSS {max_rss_mb():.0f} MB"
+    if device.type == "cuda":
+        line += f", CUDA peak allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+    print(line)
+
+
+def gpt2_shape(args: argparse.Namespace) -> None:
+    """EAP on a random-weight GPT-2-small-shaped model with 200 IOI-length prompts."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = HookedTransformerConfig(n_layers=12, n_heads=12, d_model=768, d_head=64, d_mlp=3072, d_vocab=50257,
+                                  n_ctx=1024, act_fn="gelu_new", normalization_type="LN", seed=0,
+                                  model_name="gpt2-small-shape", device=str(dev))
+    model = HookedTransformer(cfg)
+    ds = synthetic_dataset(cfg.d_vocab, n=args.n or 200, t=16).to(dev)
+    print(f"GPT-2-small shape (random weights), {len(ds)} prompts x 16 tokens on {dev}, batch {args.batch_size}")
+    t0 = time.perf_counter()
+    attribution_scores(model, ds, batch_size=args.batch_size, steps=1)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    print(f"  EAP over all {len(ds)} prompts: {time.perf_counter() - t0:.1f} s (32,491 edges)")
+    eap_overhead(model, ds[: args.batch_size], repeat=args.repeat)
+    peak_memory(dev)
+
+
+def embedded(args: argparse.Namespace) -> None:
+    from catalog.models import load_model
+    from catalog.tasks import get_task
+
+    loaded = load_model(args.model, device=args.device)
+    model = loaded.model
+    dev = next(model.parameters()).device
+    print(f"model: {loaded.describe()}")
+    for task in args.task:
+        ds = get_task(task).build(loaded, n=args.n or 64, seed=0)
+        print(f"\n{task}: {len(ds)} prompts x {ds.clean.shape[1]} tokens")
+        eap_overhead(model, ds[: args.batch_size], repeat=args.repeat)
+        patching_speedup(model, ds, args.batch_size)
+        agreement(model, ds, args.batch_size)
+    peak_memory(dev)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="model name or path (default: the embedded model)")
+    p.add_argument("--task", action="append", help="task(s) to measure on (default: ioi, colored-objects)")
+    p.add_argument("--n", type=int, default=None, help="prompts per task (default 64; 200 with --gpt2-shape)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=5, help="timing repeats (median reported)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--gpt2-shape", action="store_true", help="EAP on a GPT-2-small-shaped random model")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is far steadier on a machine shared with other jobs)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.task = args.task or ["ioi", "colored-objects"]
+    torch.set_flush_denormal(True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    gpt2_shape(args) if args.gpt2_shape else embedded(args)
+
+
+if __name__ == "__main__":
+    main()
