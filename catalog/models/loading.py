@@ -8,8 +8,10 @@ centring), so their logits equal the original model's and hooks see its real act
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ def load_hf_folder(folder: Path, device: str, dtype: str) -> LoadedModel:
         hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype)
         state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model, dtype=torch_dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, KeyError, NotImplementedError) as exc:
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, NotImplementedError) as exc:
         raise ModelLoadError(
             f"Cannot load {folder} as a Hugging Face model: {exc}. The folder needs config.json, the "
             "weights and tokenizer files of an architecture TransformerLens supports."
@@ -135,7 +137,13 @@ def load_transformerlens(name: str, device: str, dtype: str) -> LoadedModel:
 
 
 def load(name_or_path: str | None, device: str | None = None, dtype: str = "float32") -> LoadedModel:
-    """See `catalog.models.load_model`."""
+    """See `catalog.models.load_model`. TransformerLens's progress prints go to stderr, so that
+    stdout stays clean for ``--json`` output."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return _load(name_or_path, device, dtype)
+
+
+def _load(name_or_path: str | None, device: str | None, dtype: str) -> LoadedModel:
     resolve_dtype(dtype)
     dev = resolve_device(device)
     if name_or_path is None or name_or_path in (DEFAULT_MODEL_NAME, "default"):

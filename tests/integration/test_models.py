@@ -1,0 +1,116 @@
+"""Model loading: the embedded default model, a local Hugging Face folder, and TransformerLens
+names through the Hugging Face cache exactly as on a networked machine (offline here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from catalog.errors import ModelLoadError  # noqa: E402
+from catalog.models import DEFAULT_MODEL_DIR, ModelSource, checkpoint, load_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+IDS = [[0, 5, 6, 7, 8, 9, 10], [0, 40, 41, 42, 43, 44, 45]]
+
+
+def test_local_hf_folder_matches_hf_logits(tiny_hf_gpt2: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    loaded = load_model(str(tiny_hf_gpt2), device="cpu")
+    assert loaded.source is ModelSource.LOCAL and not loaded.is_default
+    assert (loaded.shape.n_layers, loaded.shape.n_heads, loaded.shape.d_model) == (2, 2, 32)
+    hf = AutoModelForCausalLM.from_pretrained(str(tiny_hf_gpt2)).eval()
+    ids = torch.tensor(IDS)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(ids), hf(ids).logits, atol=1e-5)
+
+
+_HUB_SCRIPT = """
+import json, torch
+from transformers import AutoModelForCausalLM
+from catalog.errors import ModelLoadError
+from catalog.models import load_model
+loaded = load_model("gpt2-small", device="cpu")
+hf = AutoModelForCausalLM.from_pretrained("gpt2").eval()
+ids = torch.tensor(%r)
+with torch.no_grad():
+    diff = float((loaded.model(ids) - hf(ids).logits).abs().max())
+try:
+    load_model("pythia-70m", device="cpu")
+    missing = "loaded"
+except ModelLoadError as e:
+    missing = str(e)
+print(json.dumps({"name": loaded.name, "source": loaded.source.value, "revision": loaded.shape.revision,
+                  "layers": loaded.shape.n_layers, "diff": diff, "missing": missing}))
+"""
+
+
+@pytest.mark.slow
+def test_transformerlens_name_through_the_hub_cache(tiny_hub_cache: Path) -> None:
+    env = dict(os.environ, HF_HOME=str(tiny_hub_cache), HF_HUB_OFFLINE="1")
+    env.pop("HF_HUB_CACHE", None)
+    proc = subprocess.run([sys.executable, "-c", _HUB_SCRIPT % (IDS,)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["name"] == "gpt2-small" and out["source"] == "transformerlens"
+    assert out["layers"] == 2 and out["revision"] == "0123456789abcdef0123456789abcdef01234567"
+    assert out["diff"] < 1e-5
+    assert "not in the Hugging Face cache" in out["missing"] and "huggingface-cli download" in out["missing"]
+
+
+def test_bad_names_and_folders(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="Unknown model 'gpt-7'"):
+        load_model("gpt-7", device="cpu")
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(str(tmp_path), device="cpu")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(tmp_path / "nope" / "model"), device="cpu")
+    with pytest.raises(ModelLoadError, match="dtype"):
+        load_model(None, dtype="float8")
+
+
+def test_checkpoint_round_trip_and_fast_training_forward(tmp_path: Path) -> None:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from catalog.models.train import fast_logits
+    from catalog.models.vocab import build_tokenizer
+
+    tok = build_tokenizer(["a", "b", "c", "d", "e", "f"])
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=16,
+                                  d_vocab=len(tok), act_fn="gelu", normalization_type="LN", seed=1)
+    model = HookedTransformer(cfg).eval()
+    ids = torch.tensor([[0, 3, 4, 5, 6, 7], [0, 8, 3, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(fast_logits(model, ids), model(ids), atol=1e-5)
+    checkpoint.save(model, tok, tmp_path / "m", "tiny", {"seed": 1})
+    loaded = load_model(str(tmp_path / "m"), device="cpu")
+    assert loaded.name == "tiny" and loaded.source is ModelSource.LOCAL
+    with torch.no_grad():
+        assert torch.equal(loaded.model(ids), model(ids))
+    info = checkpoint.info(tmp_path / "m")
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+needs_default = pytest.mark.skipif(not checkpoint.is_checkpoint(DEFAULT_MODEL_DIR),
+                                   reason="the embedded default model is not built in this checkout")
+
+
+@needs_default
+@pytest.mark.slow
+def test_default_model_beats_chance_on_every_task() -> None:
+    from catalog.models.accuracy import evaluate_accuracy
+
+    loaded = load_model(device="cpu")
+    assert loaded.is_default and loaded.source is ModelSource.EMBEDDED and "default" in loaded.describe()
+    results = evaluate_accuracy(loaded, n=48, seed=7)
+    for key, r in results.items():
+        assert r["accuracy"] > r["chance"] + 0.2, (key, r)
+        assert r["mean_metric"] > 0, (key, r)
