@@ -230,6 +230,17 @@ def valid_mask(layout: Layout, device: torch.device) -> torch.Tensor:
     return m
 
 
+#: Memory budget for one pass's ``[rows, T, sources, d_model]`` source buffer and its logits.
+BUFFER_BYTES = 256 * 2**20
+
+
+def max_rows_for(model: Any, layout: Layout, seq_len: int, max_rows: int) -> int:
+    """Rows (copies x examples) per patched pass: `max_rows`, fewer if the buffers need it."""
+    width = layout.n_sources * model.cfg.d_model + model.cfg.d_vocab
+    per_row = seq_len * width * torch.tensor([], dtype=model.cfg.dtype).element_size()
+    return max(1, min(max_rows, BUFFER_BYTES // per_row))
+
+
 def copies_per_pass(batch: int, wanted: int, max_rows: int) -> int:
     """How many repeated copies of a batch of `batch` examples fit in `max_rows` rows."""
     return max(1, min(wanted, max_rows // max(batch, 1)))

@@ -25,6 +25,7 @@ from catalog.discovery.engine import (
     Progress,
     batches,
     device_of,
+    max_rows_for,
     metric_per_copy,
     n_examples,
     patched_logits,
@@ -112,7 +113,7 @@ class Evaluator:
             dev = device_of(self.model)
             for i, (part, clean, corrupt) in enumerate(batches(self.dataset, self.batch_size, dev)):
                 ablated = self._cache[i] if self._cache is not None else self.ablator.values(clean, corrupt)
-                per_pass = max(1, self.max_rows // clean.shape[0])
+                per_pass = max(1, max_rows_for(self.model, layout, clean.shape[1], self.max_rows) // clean.shape[0])
                 for start in range(0, masks.shape[0], per_pass):
                     chunk = masks[start:start + per_pass].to(dev)
                     logits = patched_logits(self.model, layout, clean, ablated, chunk)
@@ -143,10 +144,13 @@ class Evaluator:
 
 def evaluate(circuit: CircuitGraph, evaluator: Evaluator, absolute: bool = True) -> dict[str, Any]:
     """Metrics stored with a circuit: faithfulness, cpr, cmd, faithfulness_curve, raw metrics."""
-    curve = evaluator.curve(circuit, absolute)
-    xs = [x for x, _ in curve]
+    n = n_candidates(circuit)
+    graphs = [top_k(circuit, int(round(x * n)), absolute) for x in FRACTIONS]
+    *fs, own = evaluator.faithfulness_many(graphs + [circuit])  # one set of passes for all 11
+    curve = [[x, f] for x, f in zip(FRACTIONS, fs)]
+    xs = list(FRACTIONS)
     return {
-        "faithfulness": evaluator.faithfulness(circuit),
+        "faithfulness": own,
         "cpr": trapezoid(xs, [f for _, f in curve]),
         "cmd": trapezoid(xs, [abs(1.0 - f) for _, f in curve]),
         "faithfulness_curve": curve,

@@ -20,6 +20,7 @@ from catalog.discovery.engine import (
     chunked,
     copies_per_pass,
     device_of,
+    max_rows_for,
     metric_per_copy,
     n_examples,
     patched_logits,
@@ -118,7 +119,8 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
                     for layer in range(layout.n_layers)] if midway else []
             with model.hooks(fwd_hooks=keep):
                 base = part.metric(model(clean)).to(torch.float64).sum().cpu()
-            per_pass = components_per_pass or copies_per_pass(b, len(comps), max_rows)
+            rows = max_rows_for(model, layout, clean.shape[1], max_rows)
+            per_pass = components_per_pass or copies_per_pass(b, len(comps), rows)
             for layer in range(layout.n_layers):
                 in_layer = [i for i, src in enumerate(comps) if (src - 1) // layout.block == layer]
                 for start in range(0, len(in_layer), per_pass):
@@ -153,7 +155,8 @@ def edge_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTE
             b = clean.shape[0]
             ablated = ablator.values(clean, corrupt)
             base = part.metric(model(clean)).to(torch.float64).sum().cpu()
-            per_pass = edges_per_pass or copies_per_pass(b, len(edges), max_rows)
+            rows = max_rows_for(model, layout, clean.shape[1], max_rows)
+            per_pass = edges_per_pass or copies_per_pass(b, len(edges), rows)
             for chunk in chunked(edges, per_pass):
                 mask = torch.zeros(len(chunk), layout.n_sources, layout.n_destinations, device=dev)
                 for c, (s, d) in enumerate(chunk):
