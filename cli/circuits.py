@@ -80,6 +80,8 @@ def show(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="REF", help="Circuit id, or a task name (its newest circuit).")],
     model: ModelOpt = None,
+    edges: Annotated[int, typer.Option(
+        "--edges", metavar="N", help="Also list the circuit's N highest-|score| edges.")] = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
@@ -89,6 +91,8 @@ def show(
         print_json(circuit_record(circuit))
         return
     render_circuit(circuit)
+    if edges > 0:
+        _render_edges(circuit.graph, edges)
 
 
 def delete(
@@ -180,3 +184,12 @@ def _render_nodes(g: CircuitGraph) -> None:
         for n in of_kind:
             rows.add_row(n.id, fmt_score(n.score), roles.get(n.id) or labels.get(n.id) or "")
         console.print(rows)
+
+
+def _render_edges(g: CircuitGraph, n: int) -> None:
+    ranked = sorted(g.circuit_edges, key=lambda e: (-abs(e.score or 0.0), e.key))
+    console.print(f"edges ({min(n, len(ranked))} of {len(ranked)}, by |score|):")
+    rows = table("edge", "score", padding=(0, 2, 0, 2))
+    for e in ranked[:n]:
+        rows.add_row(e.id, fmt_score(e.score))
+    console.print(rows)

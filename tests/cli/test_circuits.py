@@ -56,7 +56,8 @@ def test_list_of_an_empty_catalog_says_how_to_fill_it(cli):
 def test_show_prints_provenance_metrics_and_roles(cli, catalog_with, toy_circuit):
     from dataclasses import replace
 
-    c = toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"], roles={"a1.h1": "name mover"}, name="toy")
+    c = toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"], roles={"a1.h1": "name mover"}, name="toy",
+                    scores={"m0": -4.0, "a1.h1": 2.0})
     c = replace(c, metrics={"faithfulness": 0.91, "cpr": 1.5, "cmd": 0.04,
                             "faithfulness_curve": [[0.1, 0.5], [1.0, 1.0]]})
     (cid,) = catalog_with(c)
@@ -70,6 +71,11 @@ def test_show_prints_provenance_metrics_and_roles(cli, catalog_with, toy_circuit
     assert {n["id"]: n["role"] for n in record["nodes"]}["a1.h1"] == "name mover"
     assert record["provenance"]["selection"]["rule"] == "top-k"
     assert cli("show", "ioi").stdout == out.stdout  # a task name means its newest circuit
+    with_edges = cli("show", cid, "--edges", "2").stdout
+    assert "edges (2 of 6, by |score|):" in with_edges
+    listed = with_edges.split("by |score|):")[1]
+    assert listed.index("m0->logits") < listed.index("a1.h1->logits")
+    assert "input->" not in listed
 
 
 def test_show_unknown_id_is_one_line_error(cli):
