@@ -35,20 +35,33 @@ from catalog.errors import InvalidInputError
 from catalog.provenance import Ablation
 
 
+def _flat_diff(ablated: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """``ablated - clean`` as a contiguous ``[S, B*T*D]`` matrix, so that each destination's
+    scores are one matrix product over a prefix of its rows."""
+    b, t, s, d = clean.shape
+    return (ablated - clean).permute(2, 0, 1, 3).reshape(s, b * t * d).contiguous()
+
+
+def _accumulate(scores: torch.Tensor, flat: torch.Tensor, grad: torch.Tensor, upto: int, first: int,
+                heads: int | None) -> None:
+    """``scores[:upto, dest] += sum over (b, t, d) of diff[s] * grad`` for one destination group."""
+    if heads is None:
+        scores[:upto, first] += flat[:upto] @ grad.reshape(-1).to(flat.dtype)
+    else:
+        g = grad.permute(0, 1, 3, 2).reshape(-1, heads).to(flat.dtype)
+        scores[:upto, first:first + heads] += flat[:upto] @ g
+
+
 def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) -> list[Hook]:
     """Forward hooks that attach gradient hooks adding ``diff . grad`` into `scores`.
 
-    ``diff[0]`` (``[B, T, S, D]``, ablated minus clean) is filled in after the forward pass and
-    before the backward pass, when the gradient hooks fire.
+    ``diff[0]`` (``[S, B*T*D]``, ablated minus clean, see `_flat_diff`) is filled in after the
+    forward pass and before the backward pass, when the gradient hooks fire.
     """
 
     def make(first: int, count: int, upto: int, heads: bool) -> Any:
         def on_grad(grad: torch.Tensor) -> None:
-            d = diff[0][:, :, :upto]
-            if heads:
-                scores[:upto, first:first + count] += torch.einsum("btsd,bthd->sh", d, grad)
-            else:
-                scores[:upto, first] += torch.einsum("btsd,btd->s", d, grad)
+            _accumulate(scores, diff[0], grad, upto, first, count if heads else None)
 
         def hook(act: torch.Tensor, hook: Any) -> None:
             if act.requires_grad:
@@ -124,7 +137,7 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
 
         def on_grad(grad: torch.Tensor) -> None:
             g_in = _ln_backward(model, layer, torch.einsum("bthk,hdk->bthd", grad, weight), resid[layer])
-            scores[:upto, first:first + layout.n_heads] += torch.einsum("btsd,bthd->sh", diff[0][:, :, :upto], g_in)
+            _accumulate(scores, diff[0], g_in, upto, first, layout.n_heads)
 
         def hook(act: torch.Tensor, hook: Any) -> None:
             if act.requires_grad:
@@ -183,7 +196,7 @@ def attribution_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.C
                 with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
                     loss = -part.metric(model(clean)).sum()
                     if buf is not None:
-                        diff.append(ablated - buf)
+                        diff.append(_flat_diff(ablated, buf))
                     loss.backward()
             done += clean.shape[0]
             if progress:
