@@ -16,6 +16,7 @@ Prints:
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as catalog.discovery does, before torch loads
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
