@@ -130,7 +130,7 @@ def _components(title: str, items: tuple[Component, ...], limit: int, both: bool
 def render_comparison(r: Comparison, limit: int) -> None:
     """Print a comparison for people; every figure says the circuit sizes it was measured at."""
     for label, s in (("A", r.a), ("B", r.b)):
-        console.print(f"{label}: circuit {s.id} {s.name or ''} ({s.task} on {s.model}"
+        console.print(f"{label}: circuit {s.id}{' ' + s.name if s.name else ''} ({s.task} on {s.model}"
                       f"{', ' + s.method if s.method else ''}): {s.nodes} nodes, {s.heads} heads, "
                       f"{s.mlps} MLPs, {s.features} features, {s.edges} edges")
     if not r.include_io:
