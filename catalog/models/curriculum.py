@@ -35,7 +35,7 @@ EXTRA_IOI_TEMPLATES = (
 #: Task mix per phase: (first step of the phase, {task: probability}).
 PHASES: tuple[tuple[int, dict[str, float]], ...] = (
     (0, {"colored-objects": 0.5, "induction": 0.5}),
-    (1600, {"ioi": 0.25, "colored-objects": 0.30, "greater-than": 0.10, "induction": 0.35}),
+    (2000, {"ioi": 0.15, "colored-objects": 0.45, "greater-than": 0.05, "induction": 0.35}),
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 RECIPE: dict[str, Any] = {
     "n_layers": 4, "d_model": 128, "n_heads": 4, "d_head": 32, "d_mlp": 256, "n_ctx": 128,
     "act_fn": "gelu", "normalization_type": "LN", "positional_embedding_type": "standard",
-    "steps": 4000, "batch_size": 32, "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.1,
+    "steps": 4500, "batch_size": 48, "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 0.1,
     "warmup_steps": 100, "final_lr_fraction": 0.1, "grad_clip": 1.0,
 }
 
@@ -114,6 +115,9 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
             summary = {k: round(v["accuracy"], 3) for k, v in acc.items()}
             history.append({"step": step + 1, "loss": round(float(loss), 4), **summary})
             print(f"step {step + 1} loss {float(loss):.4f} {time.time() - start:.0f}s {summary}", flush=True)
+            if step + 1 < recipe["steps"]:  # a resumable view of progress; the final save replaces it
+                checkpoint.save(model, tokenizer, out / "partial", DEFAULT_MODEL_NAME,
+                                {"seed": seed, "step": step + 1, "history": history})
     model.eval()
     training = {
         "seed": seed, "threads": threads, "recipe": recipe,
@@ -123,6 +127,7 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
         "command": f"python -m catalog.models.train --seed {seed} --threads {threads}",
     }
     checkpoint.save(model, tokenizer, out, DEFAULT_MODEL_NAME, training)
+    shutil.rmtree(out / "partial", ignore_errors=True)
     return training
 
 

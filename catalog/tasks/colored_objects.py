@@ -11,8 +11,11 @@ One-shot prompts in Merullo et al.'s format::
 prompt with only the queried object changed to another object of the question. Metric:
 logit(correct color) - logit(the other object's color).
 
-Held-out parts: ``split="test"`` queries only (object, color) pairs that never occur in training
-prompts; ``templates="heldout"`` uses (surface, opening) combinations kept out of training.
+Held-out parts: ``split="test"`` asks only about object combinations (the set of objects in the
+question) that never occur in a training question; every object and every (object, color) pair
+still occurs in training, so a model cannot pass by memorising which colors an object takes and
+cannot fail for lack of having seen a pair. ``templates="heldout"`` uses (surface, opening)
+combinations kept out of training.
 ``n_objects`` (default 3, as published) sets the items per question.
 """
 
@@ -34,9 +37,9 @@ OPENINGS = ("there is", "you see", "I see")
 HELDOUT_FRAMES = (("floor", "you see"), ("desk", "there is"))
 
 
-def pair_held_out(obj: str, color: str) -> bool:
-    """Whether the (object, color) combination belongs to the held-out part."""
-    return held_out("colored-objects", obj, color)
+def objects_held_out(objects: list[str] | tuple[str, ...]) -> bool:
+    """Whether a question's set of objects belongs to the held-out part."""
+    return held_out("colored-objects", *sorted(objects))
 
 
 def frames(which: str) -> list[tuple[str, str]]:
@@ -62,14 +65,12 @@ def question(surface: str, opening: str, items: list[tuple[str, str]], query: st
 
 
 def sample_items(rng: random.Random, k: int, split: str) -> list[tuple[str, str]]:
-    """``k`` (object, color) items with distinct objects and colors; training items avoid
-    held-out pairs entirely."""
+    """``k`` (object, color) items with distinct objects and colors, whose object set lies in
+    ``split`` (train: not held out; test: held out; all: either)."""
     while True:
         objs, cols = rng.sample(OBJECTS, k), rng.sample(COLORS, k)
-        items = list(zip(objs, cols))
-        if split == "train" and any(pair_held_out(o, c) for o, c in items):
-            continue
-        return items
+        if split == "all" or objects_held_out(objs) == (split == "test"):
+            return list(zip(objs, cols))
 
 
 def examples(n: int, seed: int, n_objects: int = 3, split: str = "all", templates: str = "all",
@@ -91,15 +92,8 @@ def examples(n: int, seed: int, n_objects: int = 3, split: str = "all", template
             surface, opening = rng.choice(frame_pool)
             o, c = rng.choice(items)
             prefix += question(surface, opening, items, o) + " " + c.title() + "\n"
-        items = sample_items(rng, n_objects, "train" if split == "train" else "all")
+        items = sample_items(rng, n_objects, split)
         qi = rng.randrange(n_objects)
-        if split == "test":
-            # The queried pair must be a held-out one: recolour it with a held-out color.
-            obj = items[qi][0]
-            free = [c for c in COLORS if pair_held_out(obj, c) and c not in {c2 for _, c2 in items}]
-            if not free:
-                continue
-            items[qi] = (obj, rng.choice(free))
         surface, opening = rng.choice(frame_pool)
         other = rng.choice([i for i in range(n_objects) if i != qi])
         clean = prefix + question(surface, opening, items, items[qi][0])
@@ -126,6 +120,6 @@ SPEC = TaskSpec(
     counterfactual="the same prompt asking about another object of the question",
     builder=build,
     options={"n_objects": "objects per question (default 3)", "shots": "solved examples first (default 1)",
-             "split": "all | train | test (held-out object-color pairs)",
+             "split": "all | train | test (held-out object combinations)",
              "templates": "all | train | heldout"},
 )

@@ -116,12 +116,15 @@ def test_held_out_splits_do_not_mix() -> None:
     heldout_starts = {t.split("[")[0] for t in ioi.HELDOUT_TEMPLATES}
     assert all(any(e.clean.startswith(s) for s in heldout_starts)
                for e in ioi.examples(30, 0, templates="heldout"))
+    def object_sets(text: str) -> list[list[str]]:
+        return [[o for o in co.OBJECTS for c in co.COLORS if re.search(rf"\b{c} {o}\b", q)]
+                for q in text.split("\nQ:")]
+
     for e in co.examples(40, 0, split="test"):
-        query = e.clean.rsplit("the ", 1)[1].rstrip("?\nA:")
-        assert co.pair_held_out(query, e.answer.lower())
-    for e in co.examples(40, 0, split="train"):
-        pairs = [(o, c) for c in co.COLORS for o in co.OBJECTS if re.search(rf"\b{c} {o}\b", e.clean)]
-        assert pairs and not any(co.pair_held_out(o, c) for o, c in pairs)
+        assert co.objects_held_out(object_sets(e.clean)[-1])
+    for e in co.examples(40, 0, split="train", shots=2):
+        sets = object_sets(e.clean)
+        assert len(sets) == 3 and not any(co.objects_held_out(s) for s in sets)
 
 
 def test_colored_objects_counterfactual_asks_another_object() -> None:
