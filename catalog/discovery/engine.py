@@ -174,19 +174,19 @@ def patch_hooks(layout: Layout, ablated: torch.Tensor, current: torch.Tensor, ma
     """
     copies = mask.shape[0]
 
-    def make(first: int, count: int, upto: int, heads: bool) -> Hook | None:
+    def make(first: int, count: int, upto: int) -> Hook | None:
         m = mask[:, :upto, first:first + count]
         if not bool(m.any()):
             return None
+        mt = m.transpose(1, 2).unsqueeze(1)  # [C, 1, count, upto]
 
         def hook(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            # delta[c, bt] = m[c]^T @ (ablated - current)[bt], as two batched products over the
+            # (upto x d_model) blocks, without materialising the difference for every copy.
             b, t = ablated.shape[:2]
-            cur = current[:, :, :upto].view(copies, b, t, upto, -1)
-            diff = ablated[:, :, :upto].unsqueeze(0) - cur
-            if heads:
-                delta = torch.einsum("cbtsd,csh->cbthd", diff, m)
-            else:
-                delta = torch.einsum("cbtsd,cs->cbtd", diff, m[..., 0])
+            abl = ablated[:, :, :upto].reshape(b * t, upto, -1)
+            cur = current[:, :, :upto].reshape(copies, b * t, upto, -1)
+            delta = torch.matmul(mt, abl) - torch.matmul(mt, cur)  # [C, B*T, count, D]
             return act + delta.reshape(act.shape)
 
         return hook  # type: ignore[return-value]
@@ -195,16 +195,16 @@ def patch_hooks(layout: Layout, ablated: torch.Tensor, current: torch.Tensor, ma
     for layer in range(layout.n_layers):
         for qkv in QKV_ORDER:
             first = layout.head_dest(layer, qkv, 0)
-            fn = make(first, layout.n_heads, layout.n_upstream(first), True)
+            fn = make(first, layout.n_heads, layout.n_upstream(first))
             if fn is not None:
                 hooks.append((f"blocks.{layer}.hook_{qkv}_input", fn))  # type: ignore[arg-type]
         if layout.has_mlp:
             d = layout.mlp_dest(layer)
-            fn = make(d, 1, layout.n_upstream(d), False)
+            fn = make(d, 1, layout.n_upstream(d))
             if fn is not None:
                 hooks.append((f"blocks.{layer}.hook_mlp_in", fn))  # type: ignore[arg-type]
     d = layout.logits_dest
-    fn = make(d, 1, layout.n_upstream(d), False)
+    fn = make(d, 1, layout.n_upstream(d))
     if fn is not None:
         hooks.append((f"blocks.{layout.n_layers - 1}.hook_resid_post", fn))  # type: ignore[arg-type]
     return hooks
