@@ -33,7 +33,7 @@ def run_probe(args: list[str], cwd: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def loaded_db(tmp_path_factory) -> tuple[Path, str]:
+def loaded_db(tmp_path_factory) -> tuple[Path, str, list[int]]:
     """A catalog with the published circuits, and a GraphML export of one (for `import`)."""
     tmp = tmp_path_factory.mktemp("notorch")
     db = str(tmp / "c.db")
