@@ -178,7 +178,7 @@ def embedded(args: argparse.Namespace) -> None:
     dev = next(model.parameters()).device
     print(f"model: {loaded.describe()}")
     for task in args.task:
-        ds = get_task(task).build(loaded, n=args.n or 64, seed=0)
+        ds = get_task(task).build(loaded, n=args.n or 32, seed=0)
         print(f"\n{task}: {len(ds)} prompts x {ds.clean.shape[1]} tokens")
         eap_overhead(model, ds[: args.batch_size], repeat=args.repeat)
         patching_speedup(model, ds, args.batch_size)
@@ -190,7 +190,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model name or path (default: the embedded model)")
     p.add_argument("--task", action="append", help="task(s) to measure on (default: ioi, colored-objects)")
-    p.add_argument("--n", type=int, default=None, help="prompts per task (default 64; 200 with --gpt2-shape)")
+    p.add_argument("--n", type=int, default=None, help="prompts per task (default 32; 200 with --gpt2-shape)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeat", type=int, default=5, help="timing repeats (median reported)")
     p.add_argument("--device", default=None)
