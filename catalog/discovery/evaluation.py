@@ -135,20 +135,20 @@ class Evaluator:
         return self.faithfulness_many([graph])[0]
 
     def curve(self, graph: CircuitGraph, absolute: bool = True,
-              fractions: tuple[float, ...] = FRACTIONS) -> list[list[float]]:
-        """``[[fraction, f], ...]`` for the top fraction of the scored edges (or components)."""
+              fractions: tuple[float, ...] = FRACTIONS,
+              also: tuple[CircuitGraph, ...] = ()) -> tuple[list[list[float]], list[float]]:
+        """``[[fraction, f], ...]`` for the top fraction of the scored edges (or components), and
+        the faithfulness of the `also` graphs, all evaluated in the same passes."""
         n = n_candidates(graph)
         graphs = [top_k(graph, int(round(x * n)), absolute) for x in fractions]
-        return [[x, f] for x, f in zip(fractions, self.faithfulness_many(graphs))]
+        fs = self.faithfulness_many(graphs + list(also))
+        return [[x, f] for x, f in zip(fractions, fs)], fs[len(fractions):]
 
 
 def evaluate(circuit: CircuitGraph, evaluator: Evaluator, absolute: bool = True) -> dict[str, Any]:
     """Metrics stored with a circuit: faithfulness, cpr, cmd, faithfulness_curve, raw metrics."""
-    n = n_candidates(circuit)
-    graphs = [top_k(circuit, int(round(x * n)), absolute) for x in FRACTIONS]
-    *fs, own = evaluator.faithfulness_many(graphs + [circuit])  # one set of passes for all 11
-    curve = [[x, f] for x, f in zip(FRACTIONS, fs)]
-    xs = list(FRACTIONS)
+    curve, (own,) = evaluator.curve(circuit, absolute, also=(circuit,))
+    xs = [x for x, _ in curve]
     return {
         "faithfulness": own,
         "cpr": trapezoid(xs, [f for _, f in curve]),
@@ -157,4 +157,3 @@ def evaluate(circuit: CircuitGraph, evaluator: Evaluator, absolute: bool = True)
         "metric_clean": evaluator.metric_clean,
         "metric_ablated": evaluator.metric_ablated,
     }
-

@@ -112,6 +112,7 @@ def _pearson(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(np.asarray(a), np.asarray(b))[0, 1])
 
 
+@pytest.mark.slow
 def test_eap_and_eap_ig_correlate_with_exact_edge_patching(model, data):
     exact = [e.score for e in score(model, data, "edge-patching", batch_size=5).edges]
     eap = [e.score for e in score(model, data, "eap", batch_size=5).edges]
@@ -171,6 +172,7 @@ def test_evaluate_reports_faithfulness_cpr_and_cmd_from_one_curve(model, data):
     assert metrics["faithfulness"] == pytest.approx(ev.faithfulness(circuit))
 
 
+@pytest.mark.slow
 def test_faithfulness_target_gives_the_smallest_top_k_reaching_it(model, data):
     graph = score(model, data, "eap", batch_size=5)
     ev = Evaluator(model, data, batch_size=5)
