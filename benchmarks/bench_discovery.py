@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -28,13 +27,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as catalog.discovery does, before torch loads
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from catalog.discovery import score  # noqa: E402
-from catalog.discovery.attribution import attribution_scores  # noqa: E402
-from catalog.discovery.engine import prepared  # noqa: E402
-from catalog.discovery.patching import activation_patching  # noqa: E402
+from catalog.discovery import score
+from catalog.discovery.attribution import attribution_scores
+from catalog.discovery.engine import prepared
+from catalog.discovery.patching import activation_patching
 
 
 def timed(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:

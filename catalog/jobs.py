@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import get_method
-from catalog.errors import InvalidInputError, TaskError, suggest
-from catalog.provenance import Ablation, Circuit, Provenance, Selection, SelectionRule, Source
+from catalog.errors import CatalogError, InvalidInputError, TaskError, suggest
+from catalog.provenance import (
+    Ablation,
+    Circuit,
+    Provenance,
+    Selection,
+    SelectionRule,
+    Source,
+)
 
 if TYPE_CHECKING:
     from catalog.store import Catalog
@@ -170,8 +177,8 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         message = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
         try:
             cat.fail_run(run_id, message)
-        except Exception:  # the original error matters more than a failed bookkeeping write
-            pass
+        except CatalogError as bookkeeping:  # the original error matters more; keep both
+            e.add_note(f"The run could not be marked failed either: {bookkeeping}")
         raise
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
 
@@ -183,7 +190,13 @@ def _progress(enabled: bool, title: str) -> Iterator[Callable[[str, int, int], N
         yield lambda phase, done, total: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:

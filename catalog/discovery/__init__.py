@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 # measurable when the machine is idle. It only takes effect if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from catalog.discovery.methods import METHODS, Granularity, MethodSpec, get_method, score
+from catalog.discovery.methods import (
+    METHODS,
+    Granularity,
+    MethodSpec,
+    get_method,
+    score,
+)
 from catalog.discovery.selection import is_node_level, select, threshold, top_k
 
 if TYPE_CHECKING:

@@ -140,7 +140,7 @@ class Evaluator:
         """``[[fraction, f], ...]`` for the top fraction of the scored edges (or components), and
         the faithfulness of the `also` graphs, all evaluated in the same passes."""
         n = n_candidates(graph)
-        graphs = [top_k(graph, int(round(x * n)), absolute) for x in fractions]
+        graphs = [top_k(graph, round(x * n), absolute) for x in fractions]
         fs = self.faithfulness_many(graphs + list(also))
         return [[x, f] for x, f in zip(fractions, fs)], fs[len(fractions):]
 

@@ -115,7 +115,8 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
             b = clean.shape[0]
             ablated = ablator.values(clean, corrupt)
             resid: dict[int, torch.Tensor] = {}
-            keep = [(f"blocks.{layer}.hook_resid_pre", lambda act, hook, layer=layer: resid.__setitem__(layer, act))
+            keep = [(f"blocks.{layer}.hook_resid_pre",
+                     lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
                     for layer in range(layout.n_layers)] if midway else []
             with model.hooks(fwd_hooks=keep):
                 base = part.metric(model(clean)).to(torch.float64).sum().cpu()

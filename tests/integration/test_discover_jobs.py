@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
-from test_discovery_fixtures import COPY_HEAD, copy_dataset, copy_head_model  # noqa: E402
+from test_discovery_fixtures import COPY_HEAD, copy_dataset, copy_head_model
 
-from catalog import jobs  # noqa: E402
-from catalog.errors import UnknownKeyError  # noqa: E402
-from catalog.provenance import Selection, Source  # noqa: E402
+from catalog import jobs
+from catalog.errors import UnknownKeyError
+from catalog.provenance import Selection, Source
 
 
 def test_a_job_stores_its_circuit_with_provenance_and_metrics(catalog):
@@ -67,7 +67,7 @@ def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
 
 
 def test_ctrl_c_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
-    import catalog.discovery as discovery
+    from catalog import discovery
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -5,14 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from catalog.discovery import METHODS, score, select
-from catalog.discovery.evaluation import Evaluator, evaluate
-from catalog.discovery.layout import Layout
-from catalog.discovery.patching import activation_patching, edge_patching
-from catalog.errors import DiscoveryError, InvalidInputError, UnknownKeyError
-from catalog.provenance import Ablation, Selection
-
 from test_discovery_fixtures import (
     COPY_HEAD,
     copy_dataset,
@@ -20,6 +12,13 @@ from test_discovery_fixtures import (
     random_model,
     toy_dataset,
 )
+
+from catalog.discovery import METHODS, score, select
+from catalog.discovery.evaluation import Evaluator, evaluate
+from catalog.discovery.layout import Layout
+from catalog.discovery.patching import activation_patching, edge_patching
+from catalog.errors import DiscoveryError, InvalidInputError, UnknownKeyError
+from catalog.provenance import Ablation, Selection
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +223,7 @@ def test_scoring_leaves_the_model_as_it_was(model, data):
     assert not model.hook_dict["blocks.0.hook_resid_pre"]._forward_hooks
 
 
-@pytest.mark.parametrize("kwargs", [dict(attn_only=True), dict(parallel=True)])
+@pytest.mark.parametrize("kwargs", [{"attn_only": True}, {"parallel": True}])
 def test_other_architectures_are_scored_and_evaluated(kwargs):
     m = random_model(n_layers=2, n_heads=2, seed=5, **kwargs)
     ds = toy_dataset(n=6, seed=6)
