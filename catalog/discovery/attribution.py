@@ -94,25 +94,33 @@ def _analytic_ok(model: Any) -> bool:
             and cfg.original_architecture not in ("BertForMaskedLM",) and not getattr(cfg, "use_qk_norm", False))
 
 
-def _ln_backward(model: Any, layer: int, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _ln_stats(model: Any, layer: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(xhat, scale)`` of ``blocks[layer].ln1`` at input `x` ``[B, T, D]``, each with a head axis
+    added; None without normalisation. Computed once per layer, shared by q, k and v."""
+    kind = model.cfg.normalization_type
+    if kind is None:
+        return None
+    xc = x - x.mean(-1, keepdim=True) if kind in ("LN", "LNPre") else x
+    scale = (xc.pow(2).mean(-1, keepdim=True) + model.blocks[layer].ln1.eps).sqrt()
+    return (xc / scale).unsqueeze(2), scale.unsqueeze(2)
+
+
+def _ln_backward(model: Any, layer: int, grad: torch.Tensor,
+                 stats: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     """Gradient w.r.t. the input of ``blocks[layer].ln1`` given the gradient of its output.
 
-    `grad` is ``[B, T, H, D]`` (one row per head), `x` the layer's residual input ``[B, T, D]``.
-    LayerNorm: ``(g' - mean(g') - xhat * mean(g' xhat)) / scale`` with ``g' = g * w``; RMSNorm
-    drops the centring terms; no normalisation is the identity.
+    `grad` is ``[B, T, H, D]`` (one row per head). LayerNorm: ``(g' - mean(g') - xhat *
+    mean(g' xhat)) / scale`` with ``g' = g * w``; RMSNorm drops the centring term; no
+    normalisation is the identity.
     """
-    cfg, ln = model.cfg, model.blocks[layer].ln1
-    kind = cfg.normalization_type
-    if kind is None:
+    if stats is None:
         return grad
-    centred = kind in ("LN", "LNPre")
-    xc = x - x.mean(-1, keepdim=True) if centred else x
-    scale = (xc.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
-    xhat = (xc / scale).unsqueeze(2)
-    g = grad * ln.w if kind in ("LN", "RMS") else grad
-    if centred:
+    xhat, scale = stats
+    kind = model.cfg.normalization_type
+    g = grad * model.blocks[layer].ln1.w if kind in ("LN", "RMS") else grad
+    if kind in ("LN", "LNPre"):
         g = g - g.mean(-1, keepdim=True)
-    return (g - xhat * (g * xhat).mean(-1, keepdim=True)) / scale.unsqueeze(2)
+    return (g - xhat * (g * xhat).mean(-1, keepdim=True)) / scale
 
 
 def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) -> list[Hook]:
@@ -121,12 +129,13 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
 
     The plain forward pass is several times cheaper than TransformerLens's split-input one.
     """
-    resid: dict[int, torch.Tensor] = {}
+    stats: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}
     hooks: list[Hook] = []
 
     def keep(layer: int) -> Any:
         def hook(act: torch.Tensor, hook: Any) -> None:
-            resid[layer] = act.detach()
+            with torch.no_grad():
+                stats[layer] = _ln_stats(model, layer, act.detach())
 
         return hook
 
@@ -136,7 +145,7 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
         weight = getattr(model.blocks[layer].attn, f"W_{qkv.upper()}")
 
         def on_grad(grad: torch.Tensor) -> None:
-            g_in = _ln_backward(model, layer, torch.einsum("bthk,hdk->bthd", grad, weight), resid[layer])
+            g_in = _ln_backward(model, layer, torch.einsum("bthk,hdk->bthd", grad, weight), stats[layer])
             _accumulate(scores, diff[0], g_in, upto, first, layout.n_heads)
 
         def hook(act: torch.Tensor, hook: Any) -> None:
