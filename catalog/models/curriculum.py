@@ -35,7 +35,7 @@ EXTRA_IOI_TEMPLATES = (
 #: Task mix per phase: (first step of the phase, {task: probability}).
 PHASES: tuple[tuple[int, dict[str, float]], ...] = (
     (0, {"colored-objects": 0.5, "induction": 0.5}),
-    (2000, {"ioi": 0.15, "colored-objects": 0.45, "greater-than": 0.05, "induction": 0.35}),
+    (2000, {"ioi": 0.15, "colored-objects": 0.50, "greater-than": 0.05, "induction": 0.30}),
 )
 
 
@@ -105,7 +105,10 @@ class Curriculum:
                 "greater-than": self.greater_than, "induction": self.induction}[task]()
 
     def batches(self, step: int, size: int, pad_id: int, chunks: int = 2) -> list[tuple[Any, Any, Any]]:
-        """One step's ``size`` sequences as (input ids, target ids, loss mask) micro-batches.
+        """One step's ``size`` sequences as (input ids, target ids, loss weights) micro-batches.
+
+        Each sequence's targets share a weight of one, so an induction sequence with ten targets
+        counts as much as a Colored Objects prompt with one.
 
         Sequences are sorted by length and cut into ``chunks`` groups, so short induction and
         IOI prompts are not padded to the length of the longest Colored Objects prompt.
@@ -119,11 +122,11 @@ class Curriculum:
             width = max(len(s.ids) for s in group) - 1
             inputs = torch.full((len(group), width), pad_id, dtype=torch.long)
             labels = torch.zeros((len(group), width), dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.bool)
+            weights = torch.zeros((len(group), width))
             for b, s in enumerate(group):
                 ids = torch.tensor(s.ids, dtype=torch.long)
                 inputs[b, :len(s.ids) - 1] = ids[:-1]
                 labels[b, :len(s.ids) - 1] = ids[1:]
-                mask[b, s.targets] = True
-            out.append((inputs, labels, mask))
+                weights[b, s.targets] = 1.0 / len(s.targets)
+            out.append((inputs, labels, weights))
         return out

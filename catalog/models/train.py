@@ -96,12 +96,13 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe)
         chunks = data.batches(step, recipe["batch_size"], tokenizer.pad_token_id)
-        n_targets = sum(int(mask.sum()) for _, _, mask in chunks)
         opt.zero_grad(set_to_none=True)
         loss = torch.zeros(())
-        for inputs, labels, mask in chunks:  # gradient of the mean loss over the whole step
+        for inputs, labels, weights in chunks:  # gradient of the mean loss per sequence
             logits = fast_logits(model, inputs)
-            part = torch.nn.functional.cross_entropy(logits[mask], labels[mask], reduction="sum") / n_targets
+            mask = weights > 0
+            per_token = torch.nn.functional.cross_entropy(logits[mask], labels[mask], reduction="none")
+            part = (per_token * weights[mask]).sum() / recipe["batch_size"]
             part.backward()
             loss += part.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
