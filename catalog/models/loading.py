@@ -17,7 +17,13 @@ from typing import Any
 
 from catalog.errors import ModelLoadError
 from catalog.graph import ModelShape
-from catalog.models import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME, LoadedModel, ModelSource, checkpoint
+from catalog.models import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_MODEL_NAME,
+    LoadedModel,
+    ModelSource,
+    checkpoint,
+)
 from catalog.shapes import canonical_model_name
 
 DTYPES = ("float32", "float16", "bfloat16")

@@ -26,7 +26,14 @@ from typing import Any
 
 from catalog.errors import TaskError
 from catalog.tasks.base import TaskDataset, TaskSpec
-from catalog.tasks.examples import SPLITS, TEMPLATE_SETS, Example, assemble, check_choice, held_out
+from catalog.tasks.examples import (
+    SPLITS,
+    TEMPLATE_SETS,
+    Example,
+    assemble,
+    check_choice,
+    held_out,
+)
 
 COLORS = ("black", "blue", "brown", "green", "orange", "purple", "red", "yellow")
 OBJECTS = ("ball", "bottle", "bowl", "bracelet", "cup", "envelope", "jug", "leash", "lighter", "mug",
@@ -83,7 +90,7 @@ def examples(n: int, seed: int, n_objects: int = 3, split: str = "all", template
         raise TaskError(f"colored-objects: shots must be 0 or more, got {shots}.")
     frame_pool = frames(templates)
     rng = random.Random(seed)
-    out = []
+    out: list[Example] = []
     while len(out) < n:
         prefix = ""
         for _ in range(shots):

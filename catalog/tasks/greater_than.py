@@ -43,7 +43,7 @@ def splits_cleanly(tokens: Tokens, century: int, yy: int) -> bool:
     return tokens.encode(f" {century}{yy:02d}") == tokens.encode(f" {century}") + tokens.encode(f"{yy:02d}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _combos(split: str) -> tuple[tuple[str, int, int], ...]:
     """Every (noun, century, YY) in a split."""
     return tuple((noun, c, yy) for noun in NOUNS for c in CENTURIES for yy in YEARS

@@ -17,7 +17,14 @@ import random
 from typing import Any
 
 from catalog.tasks.base import TaskDataset, TaskSpec
-from catalog.tasks.examples import SPLITS, Example, assemble, check_choice, held_out, pick_templates
+from catalog.tasks.examples import (
+    SPLITS,
+    Example,
+    assemble,
+    check_choice,
+    held_out,
+    pick_templates,
+)
 
 NAMES = (
     "Mary", "John", "Michael", "David", "James", "Robert", "Joseph", "Daniel", "Andrew", "Ryan",

@@ -11,12 +11,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from catalog.errors import TaskError, UnknownKeyError  # noqa: E402
-from catalog.models.vocab import build_tokenizer, task_words  # noqa: E402
-from catalog.tasks import TASKS, get_task, task_from_file  # noqa: E402
-from catalog.tasks import colored_objects as co  # noqa: E402
-from catalog.tasks import ioi  # noqa: E402
-from catalog.tasks.examples import held_out  # noqa: E402
+from catalog.errors import TaskError, UnknownKeyError
+from catalog.models.vocab import build_tokenizer, task_words
+from catalog.tasks import (
+    TASKS,
+    get_task,
+    ioi,
+    task_from_file,
+)
+from catalog.tasks import colored_objects as co
+from catalog.tasks.examples import held_out
 
 
 @pytest.fixture(scope="module")
