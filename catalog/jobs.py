@@ -27,8 +27,8 @@ from catalog.provenance import (
 if TYPE_CHECKING:
     from catalog.store import Catalog
 
-#: Examples per task. With the embedded model, the main job (two tasks) takes about a minute on
-#: two CPU cores at this size; scores are stable across seeds at this n (see docs/DISCOVERY.md).
+#: Examples per task. With the embedded model, the main job (ioi and colored-objects, scored,
+#: selected and evaluated) took 1.5-3 minutes on two CPU cores shared with other work.
 DEFAULT_N = 128
 #: Examples per forward pass.
 DEFAULT_BATCH_SIZE = 32
