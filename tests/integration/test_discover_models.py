@@ -90,6 +90,7 @@ def test_eap_and_eap_ig_agree_with_edge_patching_on_the_embedded_model(task):
         r_top = np.corrcoef(approx[top], exact[top])[0, 1]
         print(f"\n{task} {method}: Pearson r vs edge-patching {r[method]:.3f} (all {len(exact)} edges), "
               f"{r_top:.3f} (top {len(top)}; target 0.9)")
-    # Measured on a 4-layer checkpoint: eap-ig 0.84 (ioi) and 0.985 (colored-objects), eap 0.55;
-    # these bounds catch a broken method, the printed figures say how close to the target it is.
-    assert r["eap-ig"] >= 0.75 and r["eap"] >= 0.4
+    # Measured on two checkpoints of the default recipe: eap-ig 0.84-0.92 (ioi) and 0.985-0.995
+    # (colored-objects); eap 0.51-0.78 (ioi) and 0.55-0.85 (colored-objects). These bounds catch
+    # a broken method; the printed figures say how close to the 0.9 target each method comes.
+    assert r["eap-ig"] >= 0.75 and r["eap"] >= 0.3
