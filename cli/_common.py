@@ -30,13 +30,20 @@ if TYPE_CHECKING:
     from catalog.store import Catalog
 
 
+class _PlainConsole(Console):
+    """A plain console (ids like ``f3.12[clt]`` are not markup) that is wide whenever its output
+    is not a terminal, decided at each print, so tables in files and pipes are never truncated."""
+
+    @property  # type: ignore[override]
+    def size(self) -> Any:
+        dims = super().size
+        isatty = getattr(self.file, "isatty", None)
+        piped = not (isatty() if callable(isatty) else False) and "COLUMNS" not in os.environ
+        return dims._replace(width=200) if piped else dims
+
+
 def _console(stderr: bool = False) -> Console:
-    """A plain console (ids like ``f3.12[clt]`` are not markup); wide when piped, so tables in
-    files and pipes are never truncated."""
-    stream = sys.stderr if stderr else sys.stdout
-    wide = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, highlight=False, markup=False, soft_wrap=True,
-                   width=200 if wide else None)
+    return _PlainConsole(stderr=stderr, highlight=False, markup=False, soft_wrap=True)
 
 
 console = _console()
