@@ -14,6 +14,13 @@ import pytest
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
 from catalog.provenance import Ablation, Circuit, Provenance, Selection, Source
 
+
+@pytest.fixture(autouse=True)
+def _terminal_width_as_in_a_plain_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-xdist workers export COLUMNS=80, which the CLI honours like a user's setting; drop
+    it so command output is the same under ``-n auto`` as in a plain run."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
 PG_ENV = "CATALOG_TEST_POSTGRES_URL"
 TOY = ModelShape("toy-3l", n_layers=3, n_heads=4, d_model=16)
 OTHER = ModelShape("toy-other", n_layers=2, n_heads=2, d_model=8)
