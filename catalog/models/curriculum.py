@@ -2,8 +2,8 @@
 
 Only training splits are used: IOI name pairs and Colored Objects (object, color) pairs marked
 held-out never appear, nor do the held-out IOI templates and Colored Objects frames. Colored
-Objects prompts vary the number of objects (2-5) and solved examples (0-2) so the model must find
-the queried object rather than read a fixed position. Each sequence is BOS + prompt + answer;
+Objects prompts vary the number of objects (2-4, mostly 3) and solved examples (0-2) so the model
+must find the queried object rather than read a fixed position. Each sequence is BOS + prompt + answer;
 ``targets`` marks the positions whose next token is trained on (answers; the second copy for
 induction).
 """
@@ -35,7 +35,7 @@ EXTRA_IOI_TEMPLATES = (
 #: Task mix per phase: (first step of the phase, {task: probability}).
 PHASES: tuple[tuple[int, dict[str, float]], ...] = (
     (0, {"colored-objects": 0.5, "induction": 0.5}),
-    (2000, {"ioi": 0.15, "colored-objects": 0.50, "greater-than": 0.05, "induction": 0.30}),
+    (1500, {"ioi": 0.15, "colored-objects": 0.55, "greater-than": 0.05, "induction": 0.25}),
 )
 
 
@@ -78,8 +78,8 @@ class Curriculum:
         return Sequence(ids, [len(ids) - 2])
 
     def colored_objects(self) -> Sequence:
-        shots = self.rng.choices((0, 1, 2), weights=(0.25, 0.6, 0.15))[0]
-        ex = co.examples(1, self.rng.randrange(2**31), n_objects=self.rng.choice((2, 3, 3, 4, 5)),
+        shots = self.rng.choices((0, 1, 2), weights=(0.2, 0.7, 0.1))[0]
+        ex = co.examples(1, self.rng.randrange(2**31), n_objects=self.rng.choice((2, 3, 3, 3, 4)),
                          split="train", templates="train", shots=shots, shot_objects=(2, 3, 4))[0]
         ids = self._text(ex.clean, ex.answer)
         m = len(self.answer_marker)
