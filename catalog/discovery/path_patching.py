@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -76,8 +76,8 @@ def freeze_of(value: Freeze | str) -> Freeze:
 
 # --- senders, receivers and their positions ---------------------------------------------------
 
-# node, then an optional @ROLE (a role name or a token index), then an optional <q|k|v...>
-_END_RE = re.compile(r"^(?P<node>[^@<>]+?)(?:@(?P<role>[^@<>]+))?(?:<(?P<qkv>[qkv]{1,3})>)?$")
+# a node id (with its optional @ROLE or @index), then an optional <q|k|v...> for a receiving head
+_END_RE = re.compile(r"^(?P<node>[^<>]+?)(?:<(?P<qkv>[qkv]{1,3})>)?$")
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,16 @@ class Receiver:
 
 
 def _split(text: str, what: str) -> tuple[Any, str | None, str | None]:
+    """(parsed component without its position, role or index as text, q/k/v letters)."""
     m = _END_RE.match(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise InvalidInputError(
             f"'{text}' is not a {what}. Write a component id with an optional role and, for a "
             "receiving head, its inputs: a1.h0, m0@S2, a2.h1@END<q>, logits."
         )
-    return parse_node(m["node"]), m["role"], m["qkv"]
+    comp = parse_node(m["node"])
+    role = comp.role if comp.role is not None else (None if comp.position is None else str(comp.position))
+    return replace(comp, position=None, role=None), role, m["qkv"]
 
 
 def parse_sender(text: str) -> Sender:
@@ -121,7 +124,7 @@ def parse_sender(text: str) -> Sender:
     Sender(node='a1.h0', role='END')
     """
     comp, role, qkv = _split(text, "sender")
-    if comp.kind not in (NodeKind.INPUT, NodeKind.ATTENTION, NodeKind.MLP) or qkv or comp.position is not None:
+    if comp.kind not in (NodeKind.INPUT, NodeKind.ATTENTION, NodeKind.MLP) or qkv:
         raise InvalidInputError(f"A sender is input, a head (aL.hH) or an MLP (mL), optionally "
                                 f"with @ROLE; got '{text}'.")
     return Sender(str(comp), role)
@@ -136,8 +139,7 @@ def parse_receiver(text: str) -> Receiver:
     ()
     """
     comp, role, qkv = _split(text, "receiver")
-    if comp.kind not in (NodeKind.LOGITS, NodeKind.ATTENTION, NodeKind.MLP) or comp.position is not None \
-            or comp.token is not None:
+    if comp.kind not in (NodeKind.LOGITS, NodeKind.ATTENTION, NodeKind.MLP) or comp.token is not None:
         raise InvalidInputError(f"A receiver is logits, a head (aL.hH, optionally <q>, <k> or <v>) "
                                 f"or an MLP (mL), optionally with @ROLE; got '{text}'.")
     if qkv and comp.kind is not NodeKind.ATTENTION:
