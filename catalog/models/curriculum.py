@@ -32,11 +32,25 @@ EXTRA_IOI_TEMPLATES = (
     "While [B] and [A] were at the [PLACE], [B] said to [A]",
 )
 
+Phases = tuple[tuple[int, dict[str, float]], ...]
+
 #: Task mix per phase: (first step of the phase, {task: probability}).
-PHASES: tuple[tuple[int, dict[str, float]], ...] = (
+PHASES: Phases = (
     (0, {"colored-objects": 0.5, "induction": 0.5}),
     (1500, {"ioi": 0.15, "colored-objects": 0.55, "greater-than": 0.05, "induction": 0.25}),
 )
+
+#: The deeper model's mix. ``lookback`` (see `Curriculum.lookback`) trains the step Colored
+#: Objects hinges on, reading the token *before* an earlier copy of the query; IOI includes the
+#: third-name variant (``DEEP_THIRD_NAME`` of its prompts) so the rule "the name that is not S2"
+#: does not pass.
+DEEP_PHASES: Phases = (
+    (0, {"colored-objects": 0.35, "induction": 0.3, "lookback": 0.35}),
+    (1500, {"ioi": 0.15, "colored-objects": 0.5, "greater-than": 0.05, "induction": 0.15,
+            "lookback": 0.15}),
+)
+DEEP_THIRD_NAME = 0.5
+CURRICULA: dict[str, tuple[Phases, float]] = {"default": (PHASES, 0.0), "deep": (DEEP_PHASES, DEEP_THIRD_NAME)}
 
 
 @dataclass
@@ -47,10 +61,10 @@ class Sequence:
     targets: list[int]
 
 
-def mix_at(step: int) -> dict[str, float]:
+def mix_at(step: int, phases: Phases = PHASES) -> dict[str, float]:
     """The task probabilities in effect at ``step``."""
-    current = PHASES[0][1]
-    for start, mix in PHASES:
+    current = phases[0][1]
+    for start, mix in phases:
         if step >= start:
             current = mix
     return current
@@ -59,12 +73,14 @@ def mix_at(step: int) -> dict[str, float]:
 class Curriculum:
     """Draws training sequences for one tokenizer, deterministically from a seed."""
 
-    def __init__(self, tokenizer: Any, seed: int) -> None:
+    def __init__(self, tokenizer: Any, seed: int, name: str = "default") -> None:
         from catalog.tasks.tokens import Tokens
 
+        self.phases, self.third_name = CURRICULA[name]
         self.tokens = Tokens(tokenizer)
         self.rng = random.Random(seed)
         self.answer_marker = self.tokens.encode("A:")
+        self.question_end = self.tokens.encode("?\nA:")
         special = set(tokenizer.all_special_ids)
         self.pool = [i for i in range(len(tokenizer)) if i not in special]
 
@@ -72,6 +88,12 @@ class Curriculum:
         return [*self.tokens.prompt(text), self.tokens.word(answer, space=space)]
 
     def ioi(self) -> Sequence:
+        if self.third_name and self.rng.random() < self.third_name:
+            ex = ioi.third_name_examples(1, self.rng.randrange(2**31), split="train", templates="train",
+                                         order=self.rng.choice(ioi.THIRD_NAME_ORDERS[1:]),
+                                         extra_templates=EXTRA_IOI_TEMPLATES)[0]
+            ids = self._text(ex.clean, ex.answer)
+            return Sequence(ids, [len(ids) - 2])
         ex = ioi.examples(1, self.rng.randrange(2**31), split="train", templates="train",
                           order=self.rng.choice(("ABBA", "BABA")), extra_templates=EXTRA_IOI_TEMPLATES)[0]
         ids = self._text(ex.clean, ex.answer)
@@ -98,11 +120,22 @@ class Curriculum:
         ids = [self.tokens.bos_id, *body, *body]
         return Sequence(ids, list(range(length + 1, 2 * length)))
 
+    def lookback(self) -> Sequence:
+        """Random distinct tokens, one of them again, ``?\nA:``, then the token that came *before*
+        its first copy: the lookup Colored Objects needs ("a blue pen ... the pen?" -> Blue),
+        with nothing else to learn."""
+        length = self.rng.randint(4, 14)
+        body = self.rng.sample(self.pool, length)
+        j = self.rng.randrange(1, length)
+        ids = [self.tokens.bos_id, *body, body[j], *self.question_end, body[j - 1]]
+        return Sequence(ids, [len(ids) - 2])
+
     def draw(self, step: int) -> Sequence:
-        mix = mix_at(step)
+        mix = mix_at(step, self.phases)
         task = self.rng.choices(list(mix), weights=list(mix.values()))[0]
         return {"ioi": self.ioi, "colored-objects": self.colored_objects,
-                "greater-than": self.greater_than, "induction": self.induction}[task]()
+                "greater-than": self.greater_than, "induction": self.induction,
+                "lookback": self.lookback}[task]()
 
     def batches(self, step: int, size: int, pad_id: int, chunks: int = 2) -> list[tuple[Any, Any, Any]]:
         """One step's ``size`` sequences as (input ids, target ids, loss weights) micro-batches.

@@ -1,10 +1,15 @@
-"""Train the embedded default model: ``python -m catalog.models.train --seed 0 --out DIR``.
+"""Train an embedded model: ``python -m catalog.models.train [--recipe deep] --seed 0``.
 
 A 4-layer, 4-head transformer (d_model 128) over a word-level vocabulary of the built-in tasks'
 words, trained on CPU in about 45 minutes on one thread. Loss is on answer tokens only (the second
 copy for induction). Curriculum: Colored Objects and induction first (Colored Objects stays at
 chance until induction heads form), then all four tasks. Same seed and thread count give a
 bit-identical checkpoint. Never run by the tests.
+
+``--recipe deep`` trains the deeper model (``catalog-deep``, 6 layers x 8 heads) on its own
+curriculum (`curriculum.DEEP_PHASES`) and learning-rate schedule (the peak held for part of the
+run, since Colored Objects leaves chance late); ``--set key=value`` overrides a recipe field for
+an experiment and is recorded in the training record.
 """
 
 from __future__ import annotations
@@ -24,12 +29,28 @@ RECIPE: dict[str, Any] = {
     "warmup_steps": 100, "final_lr_fraction": 0.1, "grad_clip": 1.0,
 }
 
+#: The deeper model. d_head 32 as in the default (8 heads x 32 = 256 > d_model 128 is allowed);
+#: the peak learning rate is held for ``hold_fraction`` of the steps before the cosine decay.
+DEEP_RECIPE: dict[str, Any] = dict(
+    RECIPE, n_layers=6, n_heads=8, d_head=32, d_mlp=512, steps=4000, hold_fraction=0.6,
+)
+
+#: recipe name -> (recipe, curriculum name, model name, default output folder name)
+RECIPES: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    "default": (RECIPE, "default", "catalog-default", "default_model"),
+    "deep": (DEEP_RECIPE, "deep", "catalog-deep", "deep_model"),
+}
+
 
 def lr_at(step: int, recipe: dict[str, Any]) -> float:
-    """Linear warm-up, then cosine decay to ``final_lr_fraction`` of the peak."""
+    """Linear warm-up, the peak held until ``hold_fraction`` of the steps, then cosine decay to
+    ``final_lr_fraction`` of the peak."""
     peak, warm, total = recipe["lr"], recipe["warmup_steps"], recipe["steps"]
     if step < warm:
         return peak * (step + 1) / warm
+    warm = max(warm, int(recipe.get("hold_fraction", 0.0) * total))
+    if step < warm:
+        return peak
     progress = (step - warm) / max(1, total - warm)
     floor = recipe["final_lr_fraction"]
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -63,17 +84,31 @@ def fast_logits(model: Any, tokens: Any) -> Any:
     return x @ model.unembed.W_U + model.unembed.b_U
 
 
+def parse_overrides(pairs: list[str], recipe: dict[str, Any]) -> dict[str, Any]:
+    """``["d_head=16", "lr=2e-3"]`` -> typed overrides of existing recipe fields."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in recipe:
+            raise SystemExit(f"--set {pair}: expected KEY=VALUE with KEY one of {', '.join(sorted(recipe))}")
+        out[key] = type(recipe[key])(value) if not isinstance(recipe[key], list) else recipe[key]
+    return out
+
+
 def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
-          eval_every: int = 500) -> dict[str, Any]:
+          eval_every: int = 500, recipe_name: str = "default",
+          overrides: dict[str, Any] | None = None, eval_n: int = 128) -> dict[str, Any]:
     """Train, evaluate on the held-out parts, save to ``out``; returns the training record."""
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from catalog.models import DEFAULT_MODEL_NAME, checkpoint, curriculum
+    from catalog.models import checkpoint, curriculum
     from catalog.models.accuracy import accuracy_of
     from catalog.models.vocab import build_tokenizer, task_words
 
-    recipe = dict(RECIPE, steps=steps or RECIPE["steps"])
+    base, curriculum_name, model_name, _ = RECIPES[recipe_name]
+    recipe = dict(base, **(overrides or {}))
+    recipe["steps"] = steps or recipe["steps"]
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # AdamW state of rarely used rows decays into slow subnormals
     torch.manual_seed(seed)
@@ -87,7 +122,7 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
     )
     model = HookedTransformer(cfg)
     model.train()
-    data = curriculum.Curriculum(tokenizer, seed)
+    data = curriculum.Curriculum(tokenizer, seed, curriculum_name)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"], betas=tuple(recipe["betas"]),
                             weight_decay=recipe["weight_decay"])
     start = time.time()
@@ -111,38 +146,53 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
             print(f"step {step + 1} loss {float(loss):.4f} {time.time() - start:.0f}s", flush=True)
         if (step + 1) % eval_every == 0 or step + 1 == recipe["steps"]:
             model.eval()
-            acc = accuracy_of(model, tokenizer, n=128, seed=10_000)
+            acc = accuracy_of(model, tokenizer, n=eval_n, seed=10_000)
             model.train()
             summary = {k: round(v["accuracy"], 3) for k, v in acc.items()}
             history.append({"step": step + 1, "loss": round(float(loss), 4), **summary})
             print(f"step {step + 1} loss {float(loss):.4f} {time.time() - start:.0f}s {summary}", flush=True)
             if step + 1 < recipe["steps"]:  # a resumable view of progress; the final save replaces it
-                checkpoint.save(model, tokenizer, out / "partial", DEFAULT_MODEL_NAME,
+                checkpoint.save(model, tokenizer, out / "partial", model_name,
                                 {"seed": seed, "step": step + 1, "history": history})
     model.eval()
     training = {
         "seed": seed, "threads": threads, "recipe": recipe,
-        "curriculum": [{"from_step": s, "mix": m} for s, m in curriculum.PHASES],
+        "curriculum": [{"from_step": s, "mix": m} for s, m in data.phases],
+        "third_name_fraction": data.third_name,
         "seconds": round(time.time() - start, 1), "history": history,
         "torch": torch.__version__, "platform": platform.platform(),
-        "command": f"python -m catalog.models.train --seed {seed} --threads {threads}",
+        "command": " ".join(["python -m catalog.models.train",
+                             *([f"--recipe {recipe_name}"] if recipe_name != "default" else []),
+                             f"--seed {seed} --threads {threads}",
+                             *(f"--set {k}={v}" for k, v in (overrides or {}).items()),
+                             *([f"--steps {steps}"] if steps else [])]),
     }
-    checkpoint.save(model, tokenizer, out, DEFAULT_MODEL_NAME, training)
+    checkpoint.save(model, tokenizer, out, model_name, training)
     shutil.rmtree(out / "partial", ignore_errors=True)
     return training
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                        help="default: the shallow catalog-default; deep: catalog-deep")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "default_model")
-    parser.add_argument("--steps", type=int, default=None, help=f"default {RECIPE['steps']}")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: the recipe's folder under catalog/data/")
+    parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe field (an experiment; recorded in config.json)")
+    parser.add_argument("--eval-n", type=int, default=128, help="prompts per task at each evaluation")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads; one is fastest on a busy machine and fixes the result")
     parser.add_argument("--eval-every", type=int, default=500)
     args = parser.parse_args(argv)
-    record = train(args.seed, args.out, steps=args.steps, threads=args.threads, eval_every=args.eval_every)
-    print(f"saved {args.out} after {record['seconds']} s")
+    recipe, _, _, folder = RECIPES[args.recipe]
+    out = args.out or Path(__file__).resolve().parent.parent / "data" / folder
+    record = train(args.seed, out, steps=args.steps, threads=args.threads, eval_every=args.eval_every,
+                   recipe_name=args.recipe, overrides=parse_overrides(args.overrides, recipe),
+                   eval_n=args.eval_n)
+    print(f"saved {out} after {record['seconds']} s")
 
 
 if __name__ == "__main__":
