@@ -38,8 +38,9 @@ def discover(
         "--task-file", metavar="FILE.jsonl", help="Your own task: JSONL records of clean, corrupt, answer, "
                                                   "wrong_answer.")] = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", metavar="MODEL", help="TransformerLens name (gpt2-small, ...) or a local Hugging Face "
-                                               "folder (default: the embedded model).")] = None,
+        "--model", "-m", metavar="MODEL", help="catalog-deep (the deeper embedded model), a TransformerLens "
+                                               "name (gpt2-small, ...) or a local Hugging Face folder "
+                                               "(default: the embedded catalog-default).")] = None,
     method: Annotated[list[str] | None, typer.Option(
         "--method", metavar="METHOD", help="activation-patching, eap, eap-ig (default) or edge-patching "
                                            "(repeatable).")] = None,
@@ -108,8 +109,8 @@ def path(
                                                "output, MLPs recomputed; direct: every other head and MLP "
                                                "frozen (the direct path only).")] = "wang",
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", metavar="MODEL", help="TransformerLens name or local folder (default: the "
-                                               "embedded model).")] = None,
+        "--model", "-m", metavar="MODEL", help="catalog-deep, a TransformerLens name or a local folder "
+                                               "(default: the embedded catalog-default).")] = None,
     ablation: Annotated[str, typer.Option(
         "--ablation", metavar="ABLATION", help="The sender's patched value: counterfactual, mean or "
                                                "zero.")] = "counterfactual",

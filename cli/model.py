@@ -1,4 +1,4 @@
-"""`catalog model info|accuracy`: the embedded default model and how well models do the tasks."""
+"""`catalog model info|accuracy`: the embedded models and how well models do the tasks."""
 
 from __future__ import annotations
 
@@ -8,24 +8,32 @@ import typer
 
 from cli._common import JsonOpt, console, print_json, table
 
-app = typer.Typer(help="The embedded default model, and task accuracy of any model.",
+app = typer.Typer(help="The embedded models (catalog-default, catalog-deep), and task accuracy of any model.",
                   no_args_is_help=True)
 
 
-
 @app.command("info")
-def info(json_: JsonOpt = False) -> None:
-    """Show the embedded default model: shape, parameter count and training recipe."""
-    from catalog.models import DEFAULT_MODEL_DIR
+def info(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="An embedded model: catalog-default (the default) or catalog-deep.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show an embedded model: shape, parameter count and training recipe."""
+    from catalog.errors import ModelLoadError
+    from catalog.models import DEFAULT_MODEL_NAME, EMBEDDED_MODELS, embedded_model_dir
     from catalog.views import ModelInfo
 
-    data = ModelInfo.of_checkpoint(DEFAULT_MODEL_DIR)
+    folder = embedded_model_dir(model)
+    if folder is None:
+        raise ModelLoadError(f"{model!r} is not an embedded model; use one of {', '.join(EMBEDDED_MODELS)}.")
+    data = ModelInfo.of_checkpoint(folder)
     if json_:
         print_json(data)
         return
     c, t = data.architecture, data.training
     recipe = t.get("recipe") or {}
-    console.print(f"{data.name} (embedded default model, revision {data.revision})")
+    what = "embedded default model" if data.name == DEFAULT_MODEL_NAME else "embedded model"
+    console.print(f"{data.name} ({what}, revision {data.revision})")
     console.print(f"  {c['n_layers']} layers x {c['n_heads']} heads, d_model {c['d_model']}, "
                   f"d_mlp {c['d_mlp']}, vocabulary {c['d_vocab']}, context {c['n_ctx']}")
     console.print(f"  {data.parameters:,} parameters, {data.weights_bytes / 1e6:.1f} MB safetensors")
@@ -39,7 +47,8 @@ def info(json_: JsonOpt = False) -> None:
 @app.command("accuracy")
 def accuracy(
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="TransformerLens name or model folder (default: the embedded model).")] = None,
+        "--model", "-m", help="catalog-deep, a TransformerLens name or a model folder "
+                              "(default: the embedded catalog-default).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Examples per task.")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the evaluation prompts.")] = 1234,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, ... (default: CUDA if available).")] = None,

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default_model"
 #: The catalog's name for the embedded default model.
 DEFAULT_MODEL_NAME = "catalog-default"
+#: Where the deeper embedded model ships, and its name (``--model catalog-deep``).
+DEEP_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "deep_model"
+DEEP_MODEL_NAME = "catalog-deep"
+#: Embedded models by the short name ``--model`` takes; the first is the default.
+EMBEDDED_MODELS: dict[str, Path] = {DEFAULT_MODEL_NAME: DEFAULT_MODEL_DIR, DEEP_MODEL_NAME: DEEP_MODEL_DIR}
 
 
 class ModelSource(str, Enum):
@@ -47,16 +52,26 @@ class LoadedModel:
     def describe(self) -> str:
         """One line naming the model, saying when it is the embedded default."""
         s = self.shape
-        what = "the embedded default model" if self.is_default else f"{self.source.value} model"
+        what = ("the embedded default model" if self.is_default
+                else "an embedded model" if self.source is ModelSource.EMBEDDED else f"{self.source.value} model")
         return (f"{self.name} ({what}; {s.n_layers} layers x {s.n_heads} heads, d_model {s.d_model}, "
                 f"{self.device}, {self.dtype})")
+
+
+def embedded_model_dir(name: str | None) -> Path | None:
+    """The folder of the embedded model ``name`` (``None`` and ``default``: the default model), or
+    ``None`` when ``name`` names no embedded model. Needs no torch."""
+    if name is None or name == "default":
+        return DEFAULT_MODEL_DIR
+    return EMBEDDED_MODELS.get(name)
 
 
 def load_model(name_or_path: str | None = None, device: str | None = None,
                dtype: str = "float32") -> LoadedModel:
     """Load a model for discovery.
 
-    ``None`` loads the embedded default model; a TransformerLens name (``gpt2-small``,
+    ``None`` loads the embedded default model; ``catalog-deep`` the deeper embedded model (see
+    `EMBEDDED_MODELS`); a TransformerLens name (``gpt2-small``,
     ``pythia-70m``, ...) loads cached Hugging Face weights through TransformerLens; a path loads a
     local Hugging Face model folder (or a folder laid out like the default model). ``device``
     defaults to CUDA when available. Raises `ModelLoadError` with what to do on failure.
@@ -66,4 +81,5 @@ def load_model(name_or_path: str | None = None, device: str | None = None,
     return load(name_or_path, device=device, dtype=dtype)
 
 
-__all__ = ["DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "LoadedModel", "ModelSource", "load_model"]
+__all__ = ["DEEP_MODEL_DIR", "DEEP_MODEL_NAME", "DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "EMBEDDED_MODELS",
+           "LoadedModel", "ModelSource", "embedded_model_dir", "load_model"]

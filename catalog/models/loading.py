@@ -18,11 +18,11 @@ from typing import Any
 from catalog.errors import ModelLoadError
 from catalog.graph import ModelShape
 from catalog.models import (
-    DEFAULT_MODEL_DIR,
     DEFAULT_MODEL_NAME,
     LoadedModel,
     ModelSource,
     checkpoint,
+    embedded_model_dir,
 )
 from catalog.shapes import canonical_model_name
 
@@ -53,14 +53,16 @@ def _shape(name: str, cfg: Any, revision: str | None) -> ModelShape:
                       revision=revision, parallel_attn_mlp=bool(getattr(cfg, "parallel_attn_mlp", False)))
 
 
-def load_checkpoint_folder(folder: Path, device: str, dtype: str, is_default: bool) -> LoadedModel:
-    """A model saved in the embedded model's layout (safetensors + config.json + tokenizer/)."""
+def load_checkpoint_folder(folder: Path, device: str, dtype: str, is_default: bool,
+                           embedded_name: str | None = None) -> LoadedModel:
+    """A model saved in the embedded model's layout (safetensors + config.json + tokenizer/);
+    ``embedded_name`` is the short name of a model shipped in the package."""
     model, tokenizer, doc = checkpoint.load(folder, device, resolve_dtype(dtype))
-    name = DEFAULT_MODEL_NAME if is_default else str(doc.get("name") or folder.name)
+    name = embedded_name or str(doc.get("name") or folder.name)
     revision = checkpoint.weights_sha256(folder)[:12]
     return LoadedModel(model=model, tokenizer=tokenizer, shape=_shape(name, model.cfg, revision), name=name,
                        is_default=is_default,
-                       source=ModelSource.EMBEDDED if is_default else ModelSource.LOCAL,
+                       source=ModelSource.EMBEDDED if embedded_name else ModelSource.LOCAL,
                        device=device, dtype=dtype)
 
 
@@ -152,20 +154,24 @@ def load(name_or_path: str | None, device: str | None = None, dtype: str = "floa
 def _load(name_or_path: str | None, device: str | None, dtype: str) -> LoadedModel:
     resolve_dtype(dtype)
     dev = resolve_device(device)
-    if name_or_path is None or name_or_path in (DEFAULT_MODEL_NAME, "default"):
-        if not checkpoint.is_checkpoint(DEFAULT_MODEL_DIR):
+    folder = embedded_model_dir(name_or_path)
+    if folder is not None:
+        is_default = folder == embedded_model_dir(None)
+        name = DEFAULT_MODEL_NAME if is_default else str(name_or_path)
+        if not checkpoint.is_checkpoint(folder):
+            recipe = "" if is_default else " --recipe deep"
             raise ModelLoadError(
-                f"The embedded default model is missing from {DEFAULT_MODEL_DIR}. Reinstall "
-                "circuit-catalog, or rebuild it with `python -m catalog.models.train --seed 0`."
+                f"The embedded model {name} is missing from {folder}. Reinstall circuit-catalog, or "
+                f"rebuild it with `python -m catalog.models.train{recipe} --seed 0`."
             )
-        return load_checkpoint_folder(DEFAULT_MODEL_DIR, dev, dtype, is_default=True)
-    path = Path(name_or_path).expanduser()
+        return load_checkpoint_folder(folder, dev, dtype, is_default=is_default, embedded_name=name)
+    path = Path(str(name_or_path)).expanduser()  # None named the default model above
     if path.is_dir():
         if checkpoint.is_checkpoint(path):
             return load_checkpoint_folder(path, dev, dtype, is_default=False)
         if (path / "config.json").is_file():
             return load_hf_folder(path, dev, dtype)
         raise ModelLoadError(f"{path} is a folder but holds no config.json: not a model folder.")
-    if path.suffix or os.sep in name_or_path:
+    if path.suffix or os.sep in str(name_or_path):
         raise ModelLoadError(f"Model folder {path} does not exist.")
-    return load_transformerlens(name_or_path, dev, dtype)
+    return load_transformerlens(str(name_or_path), dev, dtype)

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from catalog.errors import ModelLoadError
-from catalog.models import DEFAULT_MODEL_DIR, ModelSource, checkpoint, load_model
+from catalog.models import DEEP_MODEL_DIR, DEFAULT_MODEL_DIR, ModelSource, checkpoint, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 IDS = [[0, 5, 6, 7, 8, 9, 10], [0, 40, 41, 42, 43, 44, 45]]
@@ -124,3 +124,67 @@ def test_default_model_beats_chance_on_every_task() -> None:
     assert results["ioi"]["accuracy"] >= 0.95 and results["colored-objects"]["accuracy"] >= 0.9, results
     for key in ("ioi", "colored-objects", "greater-than", "induction"):
         assert results[key]["mean_metric"] > 0, (key, results[key])
+
+
+def test_deep_curriculum_trains_the_lookup_and_the_third_name_variant() -> None:
+    from catalog.models import curriculum
+    from catalog.models.train import DEEP_RECIPE, lr_at
+    from catalog.models.vocab import build_tokenizer, task_words
+
+    tok = build_tokenizer(task_words())
+    data = curriculum.Curriculum(tok, 0, "deep")
+    end = data.question_end
+    for _ in range(20):
+        s = data.lookback()
+        query = s.ids[-2 - len(end)]
+        # the answer is the body token just before the query's first copy, read after "?\nA:"
+        assert s.ids[-1 - len(end):-1] == end and s.targets == [len(s.ids) - 2]
+        assert s.ids.index(query) >= 2 and s.ids[-1] == s.ids[s.ids.index(query) - 1]
+    texts = [tok.decode(data.ioi().ids) for _ in range(200)]
+    three = [t for t in texts if sum(w.strip(",.") in curriculum.ioi.NAMES for w in t.split()) == 6]
+    assert 0.3 < len(three) / len(texts) < 0.7  # about DEEP_THIRD_NAME of the IOI prompts
+    assert curriculum.mix_at(0, data.phases)["lookback"] > 0
+    # the peak learning rate is held before the cosine decay
+    hold = int(DEEP_RECIPE["hold_fraction"] * DEEP_RECIPE["steps"])
+    assert lr_at(hold - 1, DEEP_RECIPE) == DEEP_RECIPE["lr"] > lr_at(hold + 100, DEEP_RECIPE)
+
+
+def test_embedded_names_and_a_missing_deep_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from catalog import models
+
+    assert models.embedded_model_dir(None) == models.embedded_model_dir("default") == DEFAULT_MODEL_DIR
+    assert models.embedded_model_dir("catalog-deep") == models.DEEP_MODEL_DIR
+    assert models.embedded_model_dir("gpt2-small") is None
+    monkeypatch.setitem(models.EMBEDDED_MODELS, "catalog-deep", tmp_path / "absent")
+    with pytest.raises(ModelLoadError, match=r"catalog-deep is missing .*--recipe deep --seed 0"):
+        load_model("catalog-deep", device="cpu")
+
+
+needs_deep = pytest.mark.skipif(not checkpoint.is_checkpoint(DEEP_MODEL_DIR),
+                                reason="the deeper embedded model is not built in this checkout")
+
+
+@needs_deep
+def test_deep_model_loads_by_short_name_and_answers_each_task() -> None:
+    from catalog.models.accuracy import evaluate_accuracy
+
+    loaded = load_model("catalog-deep", device="cpu")
+    assert loaded.name == "catalog-deep" and loaded.source is ModelSource.EMBEDDED and not loaded.is_default
+    assert (loaded.shape.n_layers, loaded.shape.n_heads, loaded.shape.d_model) == (6, 8, 128)
+    results = evaluate_accuracy(loaded, n=8, seed=3)
+    for key in ("ioi", "ioi/third-name-ABC", "ioi/third-name-BAC", "ioi/third-name-BCA",
+                "colored-objects", "greater-than", "induction"):
+        assert results[key]["accuracy"] >= 0.75, (key, results[key])
+
+
+@needs_deep
+@pytest.mark.slow
+def test_deep_model_meets_its_targets() -> None:
+    from catalog.models.accuracy import evaluate_accuracy
+
+    results = evaluate_accuracy(load_model("catalog-deep", device="cpu"), n=64, seed=7)
+    for key in ("ioi", "ioi/third-name-ABC", "ioi/third-name-BAC", "ioi/third-name-BCA"):
+        assert results[key]["accuracy"] >= 0.9, (key, results[key])
+    assert results["colored-objects"]["accuracy"] >= 0.9, results["colored-objects"]
+    for key in ("ioi/heldout-templates", "colored-objects/heldout-templates"):
+        assert results[key]["accuracy"] > results[key]["chance"] + 0.3, (key, results[key])

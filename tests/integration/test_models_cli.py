@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from catalog.models import DEFAULT_MODEL_DIR, checkpoint
+from catalog.models import DEEP_MODEL_DIR, DEFAULT_MODEL_DIR, checkpoint
 from cli.app import app
 
 needs_default = pytest.mark.skipif(not checkpoint.is_checkpoint(DEFAULT_MODEL_DIR),
@@ -43,3 +43,18 @@ def test_model_accuracy_unknown_model_is_one_line_error() -> None:
     result = CliRunner().invoke(app, ["model", "accuracy", "--model", "gpt-7", "--device", "cpu"])
     assert result.exit_code == 1
     assert "Unknown model 'gpt-7'" in result.output and "Traceback" not in result.output
+
+
+def test_model_info_names_an_embedded_model_or_says_which_exist() -> None:
+    result = CliRunner().invoke(app, ["model", "info", "--model", "gpt2-small"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not an embedded model" in result.output and "catalog-deep" in result.output
+
+
+@pytest.mark.skipif(not checkpoint.is_checkpoint(DEEP_MODEL_DIR),
+                    reason="the deeper embedded model is not built in this checkout")
+def test_model_info_of_the_deep_model() -> None:
+    data = json.loads(CliRunner().invoke(app, ["model", "info", "--model", "catalog-deep", "--json"]).output)
+    assert data["name"] == "catalog-deep"
+    assert (data["architecture"]["n_layers"], data["architecture"]["n_heads"]) == (6, 8)
+    assert "--recipe deep" in data["training"]["command"]

@@ -58,12 +58,13 @@ def test_installed_wheel_ships_migrations_and_published_data(tmp_path):
     again = json.loads(run([catalog, "--db", db, "published", "load", "--json"], cwd=work, env=env))
     assert [r["id"] for r in again] == [r["id"] for r in loaded]  # idempotent
 
-    # the embedded default model ships too (whatever the checkout holds of it)
-    listing = ("from catalog.models import DEFAULT_MODEL_DIR as d; import json; "
-               "print(json.dumps(sorted(str(p.relative_to(d)) for p in d.rglob('*') if p.is_file())"
-               " if d.is_dir() else []))")
+    # the embedded models ship too (whatever the checkout holds of them)
+    listing = ("from catalog.models import EMBEDDED_MODELS as m; import json; "
+               "print(json.dumps({n: sorted(str(p.relative_to(d)) for p in d.rglob('*') if p.is_file())"
+               " if d.is_dir() else [] for n, d in m.items()}))")
     installed = json.loads(run([py, "-c", listing], cwd=work, env=env))
-    source = REPO / "catalog" / "data" / "default_model"
-    expected = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()) \
-        if source.is_dir() else []
-    assert installed == expected
+    for name, folder in (("catalog-default", "default_model"), ("catalog-deep", "deep_model")):
+        source = REPO / "catalog" / "data" / folder
+        expected = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()) \
+            if source.is_dir() else []
+        assert installed[name] == expected, name
