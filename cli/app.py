@@ -40,6 +40,7 @@ def root(
 # In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
 app.command("discover")(discover.discover)
 app.command("runs")(discover.runs)
+app.command("methods")(discover.methods)
 app.command("import")(circuits.import_)
 app.command("list")(circuits.list_)
 app.command("show")(circuits.show)

@@ -16,7 +16,8 @@ from test_discovery_fixtures import (
 from catalog.discovery import METHODS, score, select
 from catalog.discovery.evaluation import Evaluator, evaluate
 from catalog.discovery.layout import Layout
-from catalog.discovery.patching import activation_patching, edge_patching
+from catalog.discovery.methods.activation_patching import activation_patching
+from catalog.discovery.methods.edge_patching import edge_patching
 from catalog.errors import DiscoveryError, InvalidInputError, UnknownKeyError
 from catalog.provenance import Ablation, Selection
 
