@@ -25,6 +25,8 @@ METHODS: dict[str, MethodSpec] = {
                    Granularity.EDGE, f"{_HERE}.eap"),
         MethodSpec("eap-ig", "EAP with integrated gradients over the input embeddings.",
                    Granularity.EDGE, f"{_HERE}.eap_ig", MappingProxyType({"steps": 5})),
+        MethodSpec("relp", "Relevance patching: EAP with LRP propagation coefficients in place of gradients.",
+                   Granularity.EDGE, f"{_HERE}.relp"),
         MethodSpec("edge-patching", "Patch each edge in turn (exact, slow: for validating on small models).",
                    Granularity.EDGE, f"{_HERE}.edge_patching", exact=True),
     )
