@@ -13,16 +13,16 @@ app = typer.Typer(help="Create or upgrade the catalog's database schema.", no_ar
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _open(ctx: typer.Context):  # -> Catalog, without refusing an out-of-date schema
+def _open(ctx: typer.Context, create: bool = False):  # -> Catalog, without refusing an out-of-date schema
     from catalog.store import Catalog
 
-    return Catalog.open(state(ctx).db, check_schema=False)
+    return Catalog.open(state(ctx).db, check_schema=False, create=create)
 
 
 @app.command("upgrade")
 def upgrade(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Migrate the database to the newest schema (creating it if new). Back it up first."""
-    cat = _open(ctx)
+    cat = _open(ctx, create=True)
     before = cat.current_revision()
     cat.upgrade()
     after = cat.current_revision()
