@@ -15,6 +15,7 @@ from catalog.store.records import (
     FindHit,
     Membership,
     RunRecord,
+    SchemaStatus,
     TaskOverlap,
 )
 from catalog.store.schema import RunStatus
@@ -28,6 +29,7 @@ __all__ = [
     "Membership",
     "RunRecord",
     "RunStatus",
+    "SchemaStatus",
     "TaskOverlap",
     "default_path",
     "resolve_url",
