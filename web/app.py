@@ -19,11 +19,9 @@ from catalog.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from catalog.queries.compare import Comparison
-from catalog.queries.reuse import Reuse
+from catalog.queries import CircuitDrawing, Comparison, Reuse, compare, drawing, find, reuse
 from catalog.store import Catalog
 from catalog.store.records import CircuitSummary, FindHit
-from catalog.views import CircuitDrawing
 
 #: HTTP status for each library error; the first matching class wins.
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
@@ -83,31 +81,25 @@ def create_app(db: str | None = None) -> FastAPI:
         return cat.list(model=model, task=task, method=method, tag=tag, source=source)
 
     @app.get("/api/circuits/{ref}", response_model=CircuitDrawing)
-    def circuit(ref: str, model: str | None = None, compare: str | None = None) -> Any:
+    def circuit(ref: str, model: str | None = None, compare: str | None = Query(None)) -> Any:
         """One circuit with its provenance, metrics and drawing (as `catalog show --json`, plus
         node positions); with `compare`, shared and exclusive components are marked."""
-        return CircuitDrawing.load(cat, ref, model=model, compare=compare)
+        return drawing(cat, ref, model=model, compare=compare)
 
     @app.get("/api/compare", response_model=Comparison)
     def compare_(a: str, b: str, model: str | None = None,
                  matched_k: int | None = Query(None, ge=1)) -> Any:
         """Overlap of two circuits (as `catalog compare --json`)."""
-        from catalog.queries import compare
-
         return compare(cat, a, b, model=model, matched_k=matched_k)
 
     @app.get("/api/reuse", response_model=Reuse)
     def reuse_(model: str | None = None) -> Any:
         """Component reuse across tasks and the task x task matrix (as `catalog reuse --json`)."""
-        from catalog.queries import reuse
-
         return reuse(cat, model=model)
 
     @app.get("/api/find", response_model=list[FindHit])
     def find_(component: str, model: str | None = None) -> Any:
         """Every circuit containing a component (as `catalog find --json`)."""
-        from catalog.queries import find
-
         return find(cat, component, model=model)
 
     def page(name: str) -> Any:

@@ -49,7 +49,7 @@ def test_circuit_page_hover_click_slider_zoom(server, page, web_db) -> None:
     data = api(server, f"/api/circuits/{ids['ioi']}")
     page.goto(server + f"/circuit/{ids['ioi']}")
     page.wait_for_selector("#drawing circle")
-    assert page.locator("#drawing circle").count() == len(data["nodes"])
+    assert page.locator("#drawing circle").count() == len(data["layout"]["nodes"])
     # hover shows id, role and score
     page.hover("circle[data-node='a1.h1']")
     tip = page.inner_text("#tooltip")
@@ -60,7 +60,7 @@ def test_circuit_page_hover_click_slider_zoom(server, page, web_db) -> None:
     assert "input->a1.h1<v>" in page.inner_text("#selection")
     assert "a1.h1->logits" in page.inner_text("#selection")
     # the edge slider hides all but the strongest edges
-    total = len(data["edges"])
+    total = len(data["layout"]["edges"])
     visible = "document.querySelectorAll('#drawing line.edge:not([style*=\"none\"])').length"
     assert page.evaluate(visible) == total
     page.fill("#edge-slider", "2")

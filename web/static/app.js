@@ -85,7 +85,9 @@ const KIND_COLOURS = { input: "#8a8f98", logits: "#8a8f98", attention: "#3b6fd4"
                        feature: "#2a9d8f", error: "#b0b0b0" };
 const SIDE_COLOURS = { shared: "#2e9e44", only_a: "#3b6fd4", only_b: "#e07b2a" };
 const SIDE_NAMES = { shared: "both circuits", only_a: "A only", only_b: "B only" };
-const QKV_DASH = { q: null, k: "5 3", v: "1 3" };
+const ROLE_PALETTE = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf",
+                      "#17becf", "#bcbd22", "#666666", "#1b9e77", "#d95f02"];
+const QKV_DASH = { q: "0.15 0.08", k: "0.04 0.06", v: "0.15 0.05 0.04 0.05" };
 
 function edgeId(e) { return `${e.src}->${e.dst}` + (e.qkv ? `<${e.qkv}>` : ""); }
 
@@ -100,10 +102,16 @@ function drawCircuit(container, layout, options) {
     .map(e => Object.assign({ id: edgeId(e) }, e))
     .sort((x, y) => Math.abs(y.score ?? 0) - Math.abs(x.score ?? 0));
   if (!data.nodes.length) { container.replaceChildren(el("p", {}, "This circuit has no nodes to draw.")); return { edgeCount: 0, showEdges() {}, select() {} }; }
+  // Stretch columns so that the drawing fills a wide box however many layers the model has.
+  const ys0 = data.nodes.map(n => n.y), xs0 = data.nodes.map(n => n.x);
+  const spanX = Math.max(1, Math.max(...xs0) - Math.min(...xs0)), spanY = Math.max(1, Math.max(...ys0) - Math.min(...ys0));
+  const kx = Math.max(1, 1.7 * spanY / spanX);
+  for (const n of data.nodes) n.x = n.x * kx;
   const xs = data.nodes.map(n => n.x), ys = data.nodes.map(n => n.y);
   const pad = 1;
-  const box = { x: Math.min(...xs) - pad, y: Math.min(...ys) - pad,
-                w: Math.max(...xs) - Math.min(...xs) + 2 * pad, h: Math.max(...ys) - Math.min(...ys) + 2 * pad };
+  const gutter = 1.6;  // room for the row names on the left
+  const box = { x: Math.min(...xs) - pad - gutter, y: Math.min(...ys) - pad,
+                w: Math.max(...xs) - Math.min(...xs) + 2 * pad + gutter, h: Math.max(...ys) - Math.min(...ys) + 2 * pad };
   const root = svg("svg", { id: "drawing", viewBox: `${box.x} ${box.y} ${box.w} ${box.h}`,
                             preserveAspectRatio: "xMidYMid meet", role: "img" });
   // y grows downwards in SVG; the layout puts input at y=0 and logits on top, so flip.
@@ -111,7 +119,19 @@ function drawCircuit(container, layout, options) {
   const maxEdge = Math.max(1e-12, ...edges.map(e => Math.abs(e.score ?? 0)));
   const maxNode = Math.max(1e-12, ...data.nodes.map(n => n.weight));
   const edgeLayer = svg("g", { class: "edges" }), nodeLayer = svg("g", { class: "nodes" });
-  root.append(edgeLayer, nodeLayer);
+  const rowLayer = svg("g", { class: "rows" });
+  root.append(rowLayer, edgeLayer, nodeLayer);
+  for (const [i, name] of (layout.rows || []).entries()) {
+    if (!ys.includes(i)) continue;
+    const t = svg("text", { x: box.x + 0.1, y: flip(i) + 0.08, "font-size": 0.26, fill: "#8a8f98" });
+    t.textContent = name;
+    rowLayer.append(t);
+  }
+  // Colour by role where the circuit names roles (a legend lists them), else by kind.
+  const roles = [...new Set(data.nodes.map(n => n.role).filter(Boolean))];
+  const roleColour = new Map(roles.map((r, i) => [r, ROLE_PALETTE[i % ROLE_PALETTE.length]]));
+  if (roles.length && !data.nodes.some(n => n.side) && opts.legend)
+    opts.legend.replaceChildren(...roles.map(r => el("span", { style: `border-left: 12px solid ${roleColour.get(r)}` }, r)));
   const tooltip = document.getElementById("tooltip");
   const edgeEls = [];
   for (const e of edges) {
@@ -128,7 +148,7 @@ function drawCircuit(container, layout, options) {
   }
   for (const n of data.nodes) {
     const r = 0.12 + 0.25 * Math.sqrt(n.weight / maxNode);
-    const fill = n.side ? SIDE_COLOURS[n.side] : (KIND_COLOURS[n.kind] || "#666");
+    const fill = n.side ? SIDE_COLOURS[n.side] : (roleColour.get(n.role) || KIND_COLOURS[n.kind] || "#666");
     const c = svg("circle", { cx: n.x, cy: flip(n.y), r: r.toFixed(3), fill, stroke: "#1d2330",
                               "stroke-width": 0.02, "data-node": n.id, class: "node" });
     const label = svg("text", { x: n.x, y: flip(n.y) + r + 0.22, "text-anchor": "middle",

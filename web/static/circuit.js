@@ -10,6 +10,7 @@ async function main() {
   document.title = `${c.name || c.task} · circuit-catalog`;
   const content = document.getElementById("content");
   const drawingBox = el("div", { id: "drawing-box" });
+  const roleLegend = el("p", { class: "legend", id: "roles" });
   const panel = el("div", { class: "panel", id: "selection" }, "Click a node to see its edges.");
   const slider = el("input", { type: "range", id: "edge-slider", min: 0, value: 0 });
   const sliderLabel = el("span", { id: "edge-count" });
@@ -22,10 +23,11 @@ async function main() {
   const metrics = [["faithfulness", c.metrics.faithfulness], ["CPR", c.metrics.cpr], ["CMD", c.metrics.cmd]]
     .filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => [k, fmt(v)]);
   const curvePoints = c.metrics.faithfulness_curve;
-  content.replaceChildren(
+  content.replaceChildren(...[
     title, legend,
     el("div", { class: "layout" },
-      el("div", {}, el("div", { class: "controls" }, el("label", { for: "edge-slider" }, "edges shown "), slider, sliderLabel), drawingBox),
+      el("div", {}, el("div", { class: "controls" }, el("label", { for: "edge-slider" }, "edges shown "), slider, sliderLabel), drawingBox, roleLegend,
+        el("p", { class: "legend" }, "edge colour: sign (blue +, red −); width: |score|; dashed into q, dotted into k, dash-dot into v")),
       el("div", {}, el("h2", {}, "Selected node"), panel,
         el("h2", {}, "Metrics"), fields(metrics.concat([["nodes", c.summary.nodes], ["edges", c.summary.edges], ["scored edges", c.summary.scored_edges]])),
         curvePoints && curvePoints.length ? el("div", { id: "curve" }, el("h2", {}, "Faithfulness curve"), curve(curvePoints, 320, 300)) : null)),
@@ -36,8 +38,8 @@ async function main() {
             ["ablation", prov.ablation], ["metric", prov.metric], ["dataset", prov.dataset_hash ? `${prov.dataset_hash} (${prov.dataset_size} examples)` : null],
             ["seed", prov.seed], ["citation", prov.citation], ["notes", prov.notes], ["created", prov.created_at], ["tags", c.tags.join(", ")]]),
     el("h2", {}, "Nodes"),
-    tableOf(["id", "kind", "score", "role / label"], c.nodes.map(n => [n.id, n.kind, fmt(n.score), n.role || n.label || ""]), [2]));
-  const drawing = drawCircuit(drawingBox, data.layout, {
+    tableOf(["id", "kind", "score", "role / label"], c.nodes.map(n => [n.id, n.kind, fmt(n.score), n.role || n.label || ""]), [2])].filter(Boolean));
+  const drawing = drawCircuit(drawingBox, data.layout, { legend: roleLegend,
     onSelect(node, edges) {
       panel.replaceChildren(el("strong", { id: "selected-node" }, node.id),
         el("div", {}, `score ${fmt(node.score)}${node.role ? " · " + node.role : ""}`),
