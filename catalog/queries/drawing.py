@@ -1,5 +1,5 @@
-"""The data a circuit page draws: the circuit as `show --json` gives it, laid out in layers, and,
-against a second circuit, with each component marked shared or exclusive."""
+"""The data a circuit page draws: the circuit as `show --attention --json` gives it, laid out in
+layers, and, against a second circuit, with each component marked shared or exclusive."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def drawing(cat: Catalog, ref: str | int, model: str | None = None,
     node and edge marked ``shared``, ``only_a`` or ``only_b`` (references as in `compare`)."""
     if compare is None:
         circuit = cat.get(cat.resolve(ref, model))
-        return CircuitDrawing(circuit=CircuitDetail.of(circuit), layout=layout(circuit.graph))
+        return CircuitDrawing(circuit=CircuitDetail.of(circuit, cat.attention(circuit.id)),
+                              layout=layout(circuit.graph))
     a, b = compare_models(cat, ref, compare, model)
     return CircuitDrawing(circuit=CircuitDetail.of(a), layout=compare_layout(a.graph, b.graph), other=side_of(b))

@@ -46,9 +46,18 @@ def web_db(tmp_path: Path, web_circuits: dict[str, Circuit]) -> tuple[str, dict[
     """A SQLite catalog file holding `web_circuits`; returns its URL and the ids by task."""
     from catalog.store import Catalog
 
+    from catalog.attention import AttentionPatterns, PromptAttention
+
     url = f"sqlite:///{tmp_path / 'web.db'}"
     with Catalog.open(url) as cat:
-        ids = {task: cat.add(c) for task, c in web_circuits.items()}
+        ids = {task: cat.add(c) for task, c in web_circuits.items() if task != "ioi"}
+        ioi = web_circuits["ioi"]  # stored as discovery stores it: with attention patterns
+        run = cat.start_run(ioi.graph.shape, ioi.task, ioi.provenance)
+        heads = sorted(ioi.graph.heads)
+        row = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.1, 0.7, 0.2))
+        ids["ioi"] = cat.finish_run(run, ioi, AttentionPatterns(heads=tuple(heads), prompts=(
+            PromptAttention(prompt="When Mary and", tokens=("When", "Mary", "and"), read_position=2,
+                            heads={h: row for h in heads}),)))
     return url, ids
 
 

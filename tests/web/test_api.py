@@ -34,7 +34,7 @@ def test_compare_reuse_find_match_cli_json(client, web_db) -> None:
 def test_circuit_has_show_json_and_layered_positions(client, web_db) -> None:
     db, ids = web_db
     got = client.get(f"/api/circuits/{ids['ioi']}").json()
-    assert got["circuit"] == cli_json(db, "show", str(ids["ioi"]))
+    assert got["circuit"] == cli_json(db, "show", str(ids["ioi"]), "--attention")
     pos = {n["id"]: (n["x"], n["y"]) for n in got["layout"]["nodes"]}
     assert set(pos) == {"input", "a0.h0", "a1.h1", "a2.h2", "m0", "logits"}
     assert pos["input"][1] < pos["a0.h0"][1] < pos["a1.h1"][1] < pos["a2.h2"][1] < pos["logits"][1]

@@ -61,7 +61,7 @@ def test_circuit_page_hover_click_slider_zoom(server, page, web_db) -> None:
     assert "a1.h1->logits" in page.inner_text("#selection")
     # the edge slider hides all but the strongest edges
     total = len(data["layout"]["edges"])
-    visible = "document.querySelectorAll('#drawing line.edge:not([style*=\"none\"])').length"
+    visible = "document.querySelectorAll('#drawing .edge:not([style*=\"none\"])').length"
     assert page.evaluate(visible) == total
     page.fill("#edge-slider", "2")
     page.dispatch_event("#edge-slider", "input")
@@ -75,6 +75,11 @@ def test_circuit_page_hover_click_slider_zoom(server, page, web_db) -> None:
     # metrics and the faithfulness curve as stored
     assert "0.9" in page.inner_text(".layout")  # CPR
     assert page.locator("#curve polyline").count() == 1
+    # attention patterns kept with the run: a heatmap per head and prompt
+    page.select_option("#attention-head", "a1.h1")
+    assert page.get_attribute("#attention svg", "data-head") == "a1.h1"
+    assert page.locator("#attention rect").count() == 9
+    assert page.inner_text("#attention-prompt-text") == "When Mary and"
     assert page.js_errors == []
 
 

@@ -136,7 +136,10 @@ function drawCircuit(container, layout, options) {
   const edgeEls = [];
   for (const e of edges) {
     const a = nodes.get(e.src), b = nodes.get(e.dst);
-    const line = svg("line", { x1: a.x, y1: flip(a.y), x2: b.x, y2: flip(b.y),
+    // an edge within one row (a head feeding its layer's MLP) bows upwards so it stays visible
+    const bow = a.y === b.y ? -0.35 - 0.04 * Math.abs(b.x - a.x) : 0;
+    const d = `M ${a.x} ${flip(a.y)} Q ${(a.x + b.x) / 2} ${(flip(a.y) + flip(b.y)) / 2 + bow} ${b.x} ${flip(b.y)}`;
+    const line = svg("path", { d, fill: "none",
       stroke: (e.score ?? 0) >= 0 ? "#2f6fdd" : "#d03b3b",
       "stroke-width": 0.02 + 0.12 * Math.abs(e.score ?? 0) / maxEdge,
       "stroke-dasharray": QKV_DASH[e.qkv] ?? null, "stroke-opacity": 0.75,
@@ -201,7 +204,7 @@ function drawCircuit(container, layout, options) {
 
 function curve(points, width, height) {
   // a small line chart of [[x, y], ...] with x and y in [0, 1]
-  const s = svg("svg", { width, height, viewBox: "-0.08 -0.05 1.16 1.15", class: "curve" });
+  const s = svg("svg", { width, height, viewBox: "-0.08 -0.05 1.16 1.22", class: "curve" });
   s.append(svg("rect", { x: 0, y: 0, width: 1, height: 1, fill: "none", stroke: "#ccc", "stroke-width": 0.005 }));
   const ys = points.map(p => p[1]), lo = Math.min(0, ...ys), hi = Math.max(1, ...ys);
   const Y = y => 1 - (y - lo) / (hi - lo);
@@ -211,5 +214,35 @@ function curve(points, width, height) {
   const t = svg("text", { x: 0, y: 1.1, "font-size": 0.06 });
   t.textContent = "fraction of edges kept → faithfulness";
   s.append(t);
+  return s;
+}
+
+// --- attention patterns: one head on one prompt, as a [query, key] heatmap --------------------
+
+function attentionHeatmap(prompt, head) {
+  const tokens = prompt.tokens, rows = prompt.heads[head], n = tokens.length;
+  const cell = 1, left = 4, top = 4;
+  const s = svg("svg", { viewBox: `0 0 ${left + n * cell + 0.5} ${top + n * cell + 0.5}`, class: "attention",
+                         width: Math.min(640, 24 * n + 100), "data-head": head });
+  for (let q = 0; q < n; q++) {
+    const yl = svg("text", { x: left - 0.15, y: top + q * cell + 0.65, "font-size": 0.5, "text-anchor": "end",
+                             "font-weight": q === prompt.read_position ? "bold" : null });
+    yl.textContent = tokens[q];
+    s.append(yl);
+    for (let k = 0; k < n; k++) {
+      const w = rows[q][k];
+      const r = svg("rect", { x: left + k * cell, y: top + q * cell, width: cell, height: cell,
+                              fill: `rgba(59, 111, 212, ${w})`, stroke: "#eee", "stroke-width": 0.02 });
+      const title = svg("title");
+      title.textContent = `${tokens[q]} → ${tokens[k]}: ${fmt(w)}`;
+      r.append(title);
+      s.append(r);
+    }
+  }
+  for (let k = 0; k < n; k++) {
+    const xl = svg("text", { transform: `translate(${left + k * cell + 0.65}, ${top - 0.15}) rotate(-60)`, "font-size": 0.5 });
+    xl.textContent = tokens[k];
+    s.append(xl);
+  }
   return s;
 }

@@ -31,6 +31,7 @@ async function main() {
       el("div", {}, el("h2", {}, "Selected node"), panel,
         el("h2", {}, "Metrics"), fields(metrics.concat([["nodes", c.summary.nodes], ["edges", c.summary.edges], ["scored edges", c.summary.scored_edges]])),
         curvePoints && curvePoints.length ? el("div", { id: "curve" }, el("h2", {}, "Faithfulness curve"), curve(curvePoints, 320, 300)) : null)),
+    c.attention && c.attention.prompts.length ? attentionSection(c.attention) : null,
     el("h2", {}, "Provenance"),
     fields([["source", prov.source + (prov.source_format ? ` (${prov.source_format})` : "")], ["file", prov.source_file],
             ["method", prov.method], ["method parameters", Object.keys(prov.method_params || {}).length ? prov.method_params : null],
@@ -51,4 +52,22 @@ async function main() {
   slider.addEventListener("input", update);
   update();
 }
+function attentionSection(att) {
+  const headSel = el("select", { id: "attention-head" }, att.heads.map(h => el("option", { value: h }, h)));
+  const promptSel = el("select", { id: "attention-prompt" }, att.prompts.map((p, i) => el("option", { value: i }, `prompt ${i + 1}`)));
+  const box = el("div", { id: "attention" });
+  const text = el("p", { id: "attention-prompt-text" });
+  const render = () => {
+    const p = att.prompts[Number(promptSel.value)];
+    text.textContent = p.prompt;
+    box.replaceChildren(attentionHeatmap(p, headSel.value));
+  };
+  headSel.addEventListener("change", render);
+  promptSel.addEventListener("change", render);
+  render();
+  return el("div", {}, el("h2", {}, "Attention patterns"),
+    el("div", { class: "controls" }, el("label", {}, "head ", headSel), el("label", {}, "prompt ", promptSel)),
+    text, el("p", { class: "legend" }, "rows: the attending token (bold: where the answer is read); columns: the token attended to"), box);
+}
+
 main().catch(showError);
