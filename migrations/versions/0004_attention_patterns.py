@@ -4,8 +4,8 @@ Discovery records what each head of the circuit attends to on a few of the task'
 that `catalog show --attention` and the web view can show them without a model or torch. One
 JSON document per circuit; it goes when the circuit is deleted.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
 
