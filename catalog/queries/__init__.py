@@ -14,6 +14,7 @@ from catalog.queries.compare import (
     compare,
     weighted_overlap,
 )
+from catalog.queries.stability import ComponentStability, SeedStability, Stability, stability
 from catalog.queries.reuse import (
     DEFAULT_KINDS,
     ComponentReuse,
@@ -30,15 +31,19 @@ __all__ = [
     "Comparison",
     "Component",
     "ComponentReuse",
+    "ComponentStability",
     "Matched",
     "OverlapMatrix",
     "Reuse",
+    "SeedStability",
     "SetOverlap",
+    "Stability",
     "Side",
     "compare",
     "find",
     "pairwise_overlap",
     "reuse",
     "reuse_heatmap",
+    "stability",
     "weighted_overlap",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,9 @@ from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
 from catalog.store import aggregates, engine
+
+if TYPE_CHECKING:
+    from catalog.store.sweeps import SweepStore
 from catalog.store.convert import (
     ANNOTATION_COLUMNS,
     EDGE_COLUMNS,
@@ -127,6 +130,18 @@ class Catalog:
 
     def head_revision(self) -> str:
         return engine.head_revision()
+
+    def connection_url(self) -> str:
+        """The full URL (password included) for opening this catalog from another process, e.g.
+        a sweep's workers. Never print it: `url` is the one for messages."""
+        return self._db.engine.url.render_as_string(hide_password=False)
+
+    @property
+    def sweeps(self) -> SweepStore:
+        """The catalog's sweeps (`catalog sweep`): grids of discovery runs and their cells."""
+        from catalog.store.sweeps import SweepStore
+
+        return SweepStore(self._db)
 
     def close(self) -> None:
         self._db.engine.dispose()
