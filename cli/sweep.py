@@ -48,7 +48,7 @@ def sweep(
     into this catalog; resumable, and one failing cell never stops the others."""
     from catalog.sweeps import SweepSpec, sweep as run
 
-    cat = open_catalog(ctx)
+    cat = open_catalog(ctx, create=not list_)
     if list_:
         sweeps = cat.sweeps.list()
         if json_:

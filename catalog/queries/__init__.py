@@ -14,6 +14,7 @@ from catalog.queries.compare import (
     compare,
     weighted_overlap,
 )
+from catalog.queries.drawing import CircuitDrawing, drawing
 from catalog.queries.stability import ComponentStability, SeedStability, Stability, stability
 from catalog.queries.reuse import (
     DEFAULT_KINDS,
@@ -28,6 +29,7 @@ from catalog.queries.reuse import (
 
 __all__ = [
     "DEFAULT_KINDS",
+    "CircuitDrawing",
     "Comparison",
     "Component",
     "ComponentReuse",
@@ -40,6 +42,7 @@ __all__ = [
     "Stability",
     "Side",
     "compare",
+    "drawing",
     "find",
     "pairwise_overlap",
     "reuse",

@@ -4,8 +4,8 @@ A sweep runs many ordinary discovery runs (task x method x model x seed) on a pr
 Ray or Slurm. Its cells record which run and circuit each produced and how it ended, so a sweep
 can be resumed (only unfinished cells run again) and never counts a cell twice.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
