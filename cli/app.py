@@ -40,6 +40,7 @@ def root(
 # In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
 app.command("discover")(discover.discover)
 app.command("runs")(discover.runs)
+app.command("methods")(discover.methods)
 app.command("path")(discover.path)
 app.command("sweep")(sweep.sweep)
 app.command("stability")(sweep.stability)

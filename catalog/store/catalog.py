@@ -79,6 +79,7 @@ from catalog.store.schema import (
     TaskRow,
 )
 
+_MAX_ID = 2**63 - 1  # the widest integer SQLite and PostgreSQL (bigint) store
 _BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
 
 
@@ -426,7 +427,7 @@ class Catalog:
         """
         text = str(ref).strip()
         if text.lstrip("#").isdigit():
-            cid = int(text.lstrip("#"))
+            cid = _as_id(text)
             with self._db.session_scope() as s:
                 if s.get(CircuitRow, cid) is None:
                     raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -623,6 +624,9 @@ def _as_id(value: Any, what: str = "circuit") -> int:
         out = None
     if out is None or out < 1:
         raise InvalidInputError(f"'{value}' is not a {what} id; ids are positive integers (see `catalog list`).")
+    if out > _MAX_ID:  # beyond any database's integer: no such record (not a driver overflow)
+        where = "`catalog runs`" if what == "run" else "`catalog list`"
+        raise NotFoundError(f"No {what} #{value} in the catalog: ids are at most {_MAX_ID}. Run {where} to see the ids.")
     return out
 
 
