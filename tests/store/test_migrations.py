@@ -76,7 +76,7 @@ def _old_run(cat: Catalog, status: str, error: str | None, started: datetime) ->
         return int(conn.execute(text("SELECT max(id) FROM runs")).scalar_one())
 
 
-@pytest.mark.parametrize("previous", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("previous", ["0001", "0002", "0003", "0004"])
 def test_data_written_at_the_previous_revision_reads_back_after_upgrade(catalog_url, hand_circuits, previous):
     old = Catalog.open(catalog_url, check_schema=False)
     old.upgrade(previous)
