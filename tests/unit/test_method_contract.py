@@ -60,8 +60,8 @@ def test_the_metric_given_is_the_metric_explained():
 
 
 def test_no_caller_names_a_method():
-    """The CLI and jobs go through the registry: no method slug appears in their code."""
-    for path in [*(ROOT / "cli").glob("*.py"), ROOT / "catalog" / "jobs.py"]:
+    """The CLI, jobs and sweeps go through the registry: no method slug appears in their code."""
+    for path in [*(ROOT / "cli").glob("*.py"), ROOT / "catalog" / "jobs.py", *(ROOT / "catalog" / "sweeps").glob("*.py")]:
         text = path.read_text()
         for slug in METHODS:
             assert f'"{slug}"' not in text, (path.name, slug)
