@@ -16,6 +16,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from typing_extensions import Unpack
+
 from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -176,7 +178,8 @@ class Catalog(Writer):
         with self._db.session_scope(write=True) as s:
             for table in (TagRow, AnnotationRow, EdgeRow, NodeRow, AttentionRow):  # explicit: no reliance on cascades
                 s.execute(delete(table).where(table.circuit_id == cid))
-            if s.execute(delete(CircuitRow).where(CircuitRow.id == cid)).rowcount == 0:
+            gone = s.execute(delete(CircuitRow).where(CircuitRow.id == cid))
+            if getattr(gone, "rowcount", 0) == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
 
     def list(self, model: str | None = None, task: str | None = None, method: str | None = None,
@@ -299,8 +302,10 @@ class Catalog(Writer):
                 try:
                     self._end_run(run_id, RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, reason)
                 except CatalogError as bookkeeping:  # the original error matters more; keep both
-                    e.add_note(f"The run could not be marked {'interrupted' if interrupted else 'failed'} "
-                               f"either: {bookkeeping}")
+                    note = getattr(e, "add_note", None)  # Python 3.11+; on 3.10 the original error alone
+                    if callable(note):
+                        note(f"The run could not be marked {'interrupted' if interrupted else 'failed'} "
+                             f"either: {bookkeeping}")
             raise
 
     def finish_run(self, run_id: int, circuit: Circuit, attention: AttentionPatterns | None = None) -> int:
@@ -371,7 +376,8 @@ class Catalog(Writer):
             if ids:
                 for cid, rid in s.execute(select(CircuitRow.id, CircuitRow.run_id)
                                           .where(CircuitRow.run_id.in_(ids)).order_by(CircuitRow.id)):
-                    made.setdefault(rid, []).append(cid)
+                    if rid is not None:  # the query asks for run ids; never None here
+                        made.setdefault(rid, []).append(cid)
             moment = now()
             out = [_run_record(r.RunRow, r.model, r.task, made.get(r.RunRow.id, ()), moment, stale_after) for r in rows]
         # "running" still lists stale runs (that is what they are recorded as); "stale" only them.
@@ -427,7 +433,7 @@ def _kinds(kinds: Iterable[NodeKind | str] | None) -> list[str] | None:
     return out
 
 
-def _summary_select() -> Select[Any]:
+def _summary_select() -> Select[Unpack[tuple[Any, ...]]]:
     return (select(CircuitRow.id, CircuitRow.name, ModelRow.name.label("model"), TaskRow.name.label("task"),
                    CircuitRow.method, CircuitRow.source, CircuitRow.n_nodes, CircuitRow.n_edges,
                    CircuitRow.n_heads, CircuitRow.n_mlps, CircuitRow.n_features, CircuitRow.n_scored_edges,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +51,11 @@ from catalog.store.schema import (
 
 MAX_ID = 2**63 - 1  # the widest integer SQLite and PostgreSQL (bigint) store
 _BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
+
+
+def table_of(row: type[Any]) -> Table:
+    """The Core table of an ORM row class (typed: ``__table__`` is a plain FromClause to mypy)."""
+    return cast(Table, row.__table__)
 
 
 def now() -> datetime:
@@ -158,12 +163,12 @@ class Writer:
         }
         if hash_ is not None:  # only then: a catalog at an older revision lacks the column
             values["content_hash"] = hash_
-        circuits = CircuitRow.__table__
+        circuits = table_of(CircuitRow)
         cid = int(s.execute(insert(circuits).values(**values).returning(circuits.c.id)).scalar_one())
-        self._bulk_insert(s, NodeRow.__table__, NODE_COLUMNS, node_rows(cid, graph))
-        self._bulk_insert(s, EdgeRow.__table__, EDGE_COLUMNS, edge_rows(cid, graph))
-        self._bulk_insert(s, AnnotationRow.__table__, ANNOTATION_COLUMNS, annotation_rows(cid, graph))
-        self._bulk_insert(s, TagRow.__table__, TAG_COLUMNS, [(cid, i, t) for i, t in enumerate(tags)])
+        self._bulk_insert(s, table_of(NodeRow), NODE_COLUMNS, node_rows(cid, graph))
+        self._bulk_insert(s, table_of(EdgeRow), EDGE_COLUMNS, edge_rows(cid, graph))
+        self._bulk_insert(s, table_of(AnnotationRow), ANNOTATION_COLUMNS, annotation_rows(cid, graph))
+        self._bulk_insert(s, table_of(TagRow), TAG_COLUMNS, [(cid, i, t) for i, t in enumerate(tags)])
         return cid
 
     def _bulk_insert(self, s: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -196,7 +201,7 @@ class Writer:
 
     def _model_id(self, s: Session, shape: ModelShape) -> int:
         revision = shape.revision or ""
-        models = ModelRow.__table__
+        models = table_of(ModelRow)
         find = select(models).where(models.c.name == shape.name, models.c.revision == revision)
         row = s.execute(find).one_or_none()
         if row is None:
@@ -215,7 +220,7 @@ class Writer:
                 f"with {_describe(stored)}, but this circuit's graph has {_describe(shape)}. Give this model "
                 "another name or revision, or fix the shape."
             )
-        return row.id
+        return int(row.id)
 
     def _task_id(self, s: Session, task: str) -> int:
         find = select(TaskRow.id).where(TaskRow.name == task)
