@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
@@ -45,6 +45,9 @@ from catalog.store.convert import (
     utc,
 )
 from catalog.store.writes import Writer, as_id, now
+
+if TYPE_CHECKING:
+    from catalog.store.sweeps import SweepStore
 from catalog.store.records import (
     CircuitSummary,
     ComponentCount,
@@ -123,6 +126,18 @@ class Catalog(Writer):
 
     def head_revision(self) -> str:
         return engine.head_revision()
+
+    def connection_url(self) -> str:
+        """The full URL (password included) for opening this catalog from another process, e.g.
+        a sweep's workers. Never print it: `url` is the one for messages."""
+        return self._db.engine.url.render_as_string(hide_password=False)
+
+    @property
+    def sweeps(self) -> SweepStore:
+        """The catalog's sweeps (`catalog sweep`): grids of discovery runs and their cells."""
+        from catalog.store.sweeps import SweepStore
+
+        return SweepStore(self._db)
 
     def close(self) -> None:
         self._db.engine.dispose()
