@@ -84,15 +84,26 @@ def show(
         "--edges", metavar="N", help="Also list the circuit's N highest-|score| edges.")] = 0,
     json_: JsonOpt = False,
 ) -> None:
-    """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
+    """Show one circuit: provenance, selection rule, metrics, its nodes by kind with roles, the
+    measured head roles and the interventions stored with it."""
+    from cli.analysis import render_intervention, render_roles
+
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
+    roles = cat.roles(circuit.id) if circuit.id is not None else None
+    done = cat.interventions(circuit.id) if circuit.id is not None else []
     if json_:
-        print_json(circuit_record(circuit))
+        print_json(circuit_record(circuit) | {"head_roles": jsonable(roles), "interventions": jsonable(done)})
         return
     render_circuit(circuit)
     if edges > 0:
         _render_edges(circuit.graph, edges)
+    if roles is not None:
+        render_roles(roles)
+    else:
+        console.print("head roles: not measured (run `catalog roles REF`)")
+    for result in done:
+        render_intervention(result)
 
 
 def delete(

@@ -23,8 +23,8 @@ def _scripts() -> ScriptDirectory:
 
 def test_one_head_and_a_linear_history():
     script = _scripts()
-    assert script.get_heads() == ["0002"]
-    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
+    assert script.get_heads() == ["0003"]
+    assert [r.revision for r in script.walk_revisions()] == ["0003", "0002", "0001"]
 
 
 def test_revision_files_are_numbered_and_say_what_and_why():
@@ -40,12 +40,12 @@ def test_base_to_head_and_back_on_an_empty_database(catalog_url):
     cat = Catalog.open(catalog_url, check_schema=False)
     assert cat.current_revision() is None
     cat.upgrade()
-    assert cat.current_revision() == "0002"
+    assert cat.current_revision() == "0003"
     with cat._db.engine.begin() as conn:
         command.downgrade(alembic_config(conn), "base")
     assert cat.current_revision() is None
     cat.upgrade()
-    assert cat.current_revision() == "0002"
+    assert cat.current_revision() == "0003"
     cat.close()
 
 
@@ -63,7 +63,7 @@ def test_data_written_at_the_previous_revision_reads_back_after_upgrade(catalog_
     old.fail_run(run, "killed")
     old.upgrade()
     cat = Catalog.open(catalog_url)
-    assert cat.current_revision() == "0002"
+    assert cat.current_revision() == "0003"
     for key, cid in ids.items():
         assert cat.get(cid) == replace(hand_circuits[key], id=cid)
     assert cat.get_run(run).error == "killed"
