@@ -37,12 +37,15 @@ from catalog.provenance import (
 )
 
 if TYPE_CHECKING:
+    from catalog.draw import draw
     from catalog.formats import import_file, read_circuits, write_circuit
     from catalog.jobs import discover
+    from catalog.layered import layout
     from catalog.models import load_model
     from catalog.published import load_published, published_circuits
     from catalog.queries import compare, find, reuse
     from catalog.store import Catalog
+    from catalog.views import CircuitDetail
 
 # public name -> module it lives in (imported on first access)
 _LAZY: dict[str, str] = {
@@ -57,12 +60,15 @@ _LAZY: dict[str, str] = {
     "published_circuits": "catalog.published",
     "discover": "catalog.jobs",
     "load_model": "catalog.models",
+    "CircuitDetail": "catalog.views",
+    "draw": "catalog.draw",
+    "layout": "catalog.layered",
 }
 
 __all__ = [
-    "Ablation", "Annotation", "AnnotationKind", "Catalog", "CatalogError", "Circuit",
+    "Ablation", "Annotation", "AnnotationKind", "Catalog", "CatalogError", "Circuit", "CircuitDetail",
     "CircuitGraph", "Edge", "ModelShape", "Node", "Provenance", "Selection", "SelectionRule",
-    "Source", "compare", "discover", "find", "import_file", "load_model", "load_published",
+    "Source", "compare", "discover", "draw", "layout", "find", "import_file", "load_model", "load_published",
     "open_catalog", "parse_component", "published_circuits", "read_circuits", "reuse",
     "write_circuit",
 ]

@@ -73,7 +73,7 @@ def intervene(
     result = run(open_catalog(ctx), ref, model=model, ablate=ablate or (), patch=patch or (),
                  patch_from=patch_from, scale=scale or (), ablation=ablation, n=n, seed=seed, device=device)
     if json_:
-        print_json(result.model_dump(mode="json") | {"metric_change": result.metric_change})
+        print_json(result)
         return
     render_intervention(result)
 

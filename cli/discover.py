@@ -1,7 +1,8 @@
-"""`catalog discover` (find circuits and store them as runs) and `catalog runs` (list the runs).
+"""`catalog discover` (find circuits and store them as runs), `catalog path` (one path-patching
+question) and `catalog runs` (list the runs).
 
-Thin: parse options, call `catalog.jobs.discover_many` or `Catalog.list_runs`, render. torch is
-imported only inside the discover command body, through `catalog.jobs`.
+Thin: parse options, call `catalog.jobs.discover_many`, `catalog.jobs.path` or `Catalog.list_runs`,
+render. torch is imported only inside the discover and path command bodies, through `catalog.jobs`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli._common import console, err_console, fmt_score, open_catalog, print_json
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
 
 
 def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
@@ -71,6 +70,7 @@ def discover(
 ) -> None:
     """Discover circuits (each task x method is one run) and store them in the catalog."""
     from catalog import jobs
+    from catalog.views import DiscoveryResult
 
     cat = open_catalog(ctx)
     circuits = jobs.discover_many(
@@ -79,29 +79,59 @@ def discover(
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
         name=name, tags=tuple(tag or ()), params={"steps": steps} if steps is not None else None,
         notify=lambda msg: err_console.print(msg))
+    results = [DiscoveryResult.of(c) for c in circuits]
     if json_:
-        print_json([_summary(c) for c in circuits])
+        print_json(results)
         return
     table = Table("id", "run", "task", "method", "nodes", "edges", "heads", "mlps", "faith.", "CPR", "CMD",
                   "seconds", box=None, pad_edge=False)
-    for c in circuits:
-        s = _summary(c)
-        table.add_row(str(c.id), str(c.run_id), c.task, s["method"], str(s["nodes"]), str(s["edges"]),
-                      str(s["heads"]), str(s["mlps"]), fmt_score(s["faithfulness"]), fmt_score(s["cpr"]),
-                      fmt_score(s["cmd"]), f"{s['seconds']:.1f}")
+    for s in results:
+        table.add_row(str(s.id), str(s.run_id), s.task, s.method or "-", str(s.nodes), str(s.edges),
+                      str(s.heads), str(s.mlps), fmt_score(s.faithfulness), fmt_score(s.cpr),
+                      fmt_score(s.cmd), f"{s.seconds:.1f}")
     console.print(table)
 
 
-def _summary(c: Any) -> dict[str, Any]:
-    """What `discover --json` prints for one circuit."""
-    m = c.metrics
-    return {
-        "id": c.id, "run_id": c.run_id, "model": c.model, "task": c.task, "method": c.provenance.method,
-        "selection": c.provenance.selection.describe() if c.provenance.selection else None,
-        **c.graph.summary(), "heads_in_circuit": sorted(c.graph.heads),
-        "faithfulness": m.get("faithfulness"), "cpr": m.get("cpr"), "cmd": m.get("cmd"),
-        "seconds": sum(m.get("timings", {}).values()),
-    }
+def path(
+    sender: Annotated[str, typer.Argument(
+        metavar="SENDER", help="What is patched: a head (a1.h0), an MLP (m0) or input, optionally at a "
+                               "role or token index (a1.h0@END, m0@5).")],
+    receivers: Annotated[list[str], typer.Argument(
+        metavar="RECEIVER...", help="Where its change may enter: logits, a head's inputs (a2.h1 = q, k and "
+                                    "v; 'a2.h1<q>'; 'a2.h1@END<k>') or an MLP's input (m3).")],
+    task: Annotated[str, typer.Option(
+        "--task", "-t", metavar="TASK", help="Task whose prompts to use (default ioi).")] = "ioi",
+    task_file: Annotated[Path | None, typer.Option(
+        "--task-file", metavar="FILE.jsonl", help="Your own task file instead of --task.")] = None,
+    freeze: Annotated[str, typer.Option(
+        "--freeze", metavar="wang|direct", help="wang (default): every other head frozen at its clean "
+                                               "output, MLPs recomputed; direct: every other head and MLP "
+                                               "frozen (the direct path only).")] = "wang",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="MODEL", help="TransformerLens name or local folder (default: the "
+                                               "embedded model).")] = None,
+    ablation: Annotated[str, typer.Option(
+        "--ablation", metavar="ABLATION", help="The sender's patched value: counterfactual, mean or "
+                                               "zero.")] = "counterfactual",
+    n: Annotated[int | None, typer.Option("--n", metavar="N", help="Examples (default 128).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Dataset seed.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", metavar="B", help="Examples per forward pass (default 32).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", metavar="DEVICE", help="cpu, cuda, ... (default: CUDA when present).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Path patching: how much the task metric drops when SENDER's change reaches only RECEIVERs."""
+    from catalog import jobs
+
+    result = jobs.path(None if task_file else task, sender, receivers, model=model, freeze=freeze,
+                       ablation=ablation, n=n, seed=seed, batch_size=batch_size, device=device,
+                       task_file=task_file, progress=not json_, notify=lambda msg: err_console.print(msg))
+    if json_:
+        print_json(result)
+        return
+    console.print(f"{result.task} on {result.model}: {result.describe()}")
+    console.print(f"freezing: {result.freeze_description}")
 
 
 def runs(

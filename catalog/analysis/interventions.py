@@ -24,7 +24,7 @@ from catalog.analysis.positions import check_role, locate, role_positions
 from catalog.analysis.records import InterventionResult
 from catalog.errors import InvalidInputError
 from catalog.graph import ModelShape
-from catalog.naming import NodeKind, parse_node
+from catalog.naming import NodeKind, format_node, parse_node, with_role
 from catalog.provenance import Ablation
 
 if TYPE_CHECKING:
@@ -54,14 +54,15 @@ class Target:
 def parse_target(text: str, shape: ModelShape, task: str | None = None, dataset: Any = None) -> Target:
     """A `Target` from ``a1.h0``, ``a1.h0@END``, ``m0@S2`` or ``a0.h3@5``, checked against the
     model's shape and the task's roles."""
-    node, _, role = text.strip().partition("@")
     try:
-        comp = parse_node(node)
+        comp = parse_node(text)
     except InvalidInputError:
         raise InvalidInputError(
             f"'{text}' is not a head or MLP: use aL.hH (e.g. a1.h0) or mL (e.g. m0), optionally "
-            "with a position role (a1.h0@END)."
+            "at a position role or token index (a1.h0@END, m0@5)."
         ) from None
+    node = with_role(format_node(comp), None)
+    role = comp.role or (str(comp.position) if comp.position is not None else None)
     if comp.kind not in (NodeKind.ATTENTION, NodeKind.MLP) or comp.layer is None:
         raise InvalidInputError(f"'{text}': only attention heads (aL.hH) and MLPs (mL) can be edited.")
     dims = f"{shape.name} has {shape.n_layers} layers x {shape.n_heads} heads"

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 
 class _Record(BaseModel):
@@ -104,6 +104,7 @@ class InterventionResult(_Record):
     id: int | None = None
     created_at: datetime | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def metric_change(self) -> float:
         """Relative change of the mean metric: (after - before) / |before|."""

@@ -31,14 +31,12 @@ if TYPE_CHECKING:
 EVAL_SEED_OFFSET = 1000
 
 
-def end_attention(model: Any, ds: Any, roles: dict[str, torch.Tensor], names: Sequence[str],
-                  layer: int, head: int) -> dict[str, float]:
-    """Mean attention from END to each role's token, over examples having that role."""
+def end_attention(pattern: torch.Tensor, roles: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, float]:
+    """Mean attention from END to each role's token (``pattern``: one head's ``[N, Tq, Tk]``),
+    over the examples having that role."""
     import torch
 
-    pattern = context.capture(model, ds.clean, [f"blocks.{layer}.attn.hook_pattern"])[
-        f"blocks.{layer}.attn.hook_pattern"][:, head]
-    rows = torch.arange(len(ds), device=pattern.device)
+    rows = torch.arange(pattern.shape[0], device=pattern.device)
     end = roles[END].to(pattern.device)
     out = {}
     for r in names:
@@ -109,10 +107,13 @@ def repair(failing: str, working: str, model: Any = None, heads: Sequence[str] |
     patterns: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
     candidates = []
     base = context.outcome(m, sel)
+    hooks = {f"blocks.{t.layer}.attn.hook_pattern" for t in targets}
+    work_patterns, sel_patterns = context.capture(m, work.clean, hooks), context.capture(m, sel.clean, hooks)
     for t in targets:
         key = (t.layer, int(t.head))  # type: ignore[arg-type]
-        w = end_attention(m, work, work_roles, shared, *key)
-        f = end_attention(m, sel, sel_roles, shared, *key)
+        hook = f"blocks.{t.layer}.attn.hook_pattern"
+        w = end_attention(work_patterns[hook][:, key[1]], work_roles, shared)
+        f = end_attention(sel_patterns[hook][:, key[1]], sel_roles, shared)
         patterns[t.node] = (w, f)
         alone = context.outcome(m, sel, steer_hooks({key: w}, sel_roles))
         candidates.append(SteeredHead(node=t.node, working=w, failing=f, accuracy=alone.accuracy))
