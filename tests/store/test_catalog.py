@@ -184,7 +184,7 @@ def test_an_old_schema_says_to_upgrade(catalog_url):
     with pytest.raises(SchemaOutOfDateError, match="catalog db upgrade"):
         Catalog.open(catalog_url)
     old.upgrade()
-    assert Catalog.open(catalog_url).current_revision() == old.head_revision() == "0002"
+    assert Catalog.open(catalog_url).current_revision() == old.head_revision() == "0003"
     old.close()
 
 
