@@ -8,3 +8,10 @@
 
 Importing this package is light (no torch); the measuring modules import torch when called.
 """
+
+import os
+
+# The analyses run many small forward passes, as discovery does: passive OpenMP waiting keeps
+# idle threads from spinning on a busy machine (measured: a forward pass of the embedded model
+# took 5 s instead of 0.05 s without it). Only effective before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
