@@ -245,9 +245,19 @@ class TagRow(Base):
     tag: Mapped[str] = mapped_column(String(200), index=True)
 
 
+class AttentionRow(Base):
+    """The attention patterns of a discovered circuit's heads on a few task prompts (one JSON
+    document per circuit: `catalog.attention.AttentionPatterns`)."""
+
+    __tablename__ = "attention_patterns"
+
+    circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class AnalysisRow(Base):
     """A measurement made on a stored circuit (head roles, an intervention): its dataset,
-    parameters and result. Added by revision 0004."""
+    parameters and result. Added by revision 0005."""
 
     __tablename__ = "analyses"
 
@@ -266,7 +276,7 @@ class AnalysisRow(Base):
 
 
 class HeadRoleRow(Base):
-    """One head's measured role label and the numbers it was assigned from (revision 0004)."""
+    """One head's measured role label and the numbers it was assigned from (revision 0005)."""
 
     __tablename__ = "head_roles"
 
