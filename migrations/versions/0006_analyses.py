@@ -7,8 +7,8 @@ after an ablation, patch or scaling) belongs with it. Each measurement is one ``
 ``head_roles`` row per head so that ``catalog show`` and queries can read a head's label
 without parsing JSON.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels = None
 depends_on = None
 
