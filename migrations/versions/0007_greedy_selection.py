@@ -4,8 +4,8 @@
 top-n) instead of taking the K best edges anywhere, which can leave an empty circuit; provenance
 must say which was done. A nullable boolean column, so existing rows read as not greedy.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None
 
