@@ -1,7 +1,8 @@
 """Discovery jobs: score, select and evaluate a circuit, recorded in the catalog as a run.
 
-Each (task, method) pair is one run: ``running`` when it starts, ``done`` with its circuit
-stored in the same transaction, or ``failed`` with the error (Ctrl-C included) and no circuit.
+Each (task, method) pair is one run: ``running`` when it starts (with a heartbeat), ``done``
+with its circuit stored in the same transaction, ``failed`` with the error, or ``interrupted``
+with the signal (Ctrl-C, SIGTERM, SIGHUP), and then no circuit.
 The error is then re-raised for the caller (the CLI turns it into one line, or exit code 130).
 """
 
@@ -13,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catalog.discovery import get_method
-from catalog.errors import CatalogError, InvalidInputError, TaskError, suggest
+from catalog.discovery import DEFAULT_METHOD, Granularity, MethodSpec, get_method
+from catalog.errors import InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
     Circuit,
@@ -38,7 +39,7 @@ DEFAULT_SELECTION = Selection(rule=SelectionRule.FAITHFULNESS, value=0.8, absolu
 Notify = Callable[[str], None]
 
 
-def discover(cat: Catalog, task: str | None, model: Any = None, method: str = "eap-ig",
+def discover(cat: Catalog, task: str | None, model: Any = None, method: str = DEFAULT_METHOD,
              ablation: Ablation | str = Ablation.COUNTERFACTUAL, selection: Selection | None = None,
              n: int | None = None, seed: int = 0, batch_size: int | None = None,
              device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
@@ -70,7 +71,7 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
     Stops at the first failure (that run is marked failed; earlier circuits stay stored).
     Each method receives the `params` it takes; a parameter no method takes is an error.
     """
-    specs = [get_method(m) for m in methods] or [get_method("eap-ig")]
+    specs = [get_method(m) for m in methods] or [get_method(DEFAULT_METHOD)]
     params = dict(params or {})
     unused = set(params) - {k for spec in specs for k in spec.defaults}
     if unused:
@@ -98,9 +99,9 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
             say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, "
                 f"{selection.describe()})")
             own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
-            circuits.append(_run_one(cat, loaded, task_name, ds, spec.slug, own,
+            circuits.append(_run_one(cat, loaded, task_name, ds, spec, own,
                                      ablation, selection, seed, batch_size, dtype, progress, name,
-                                     tuple(tags), built))
+                                     tuple(tags), built, say))
     return circuits
 
 
@@ -167,15 +168,21 @@ def _load(model: Any, device: str | None, dtype: str, say: Notify) -> Any:
     return loaded
 
 
-def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_params: dict[str, Any],
+def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, method_params: dict[str, Any],
              ablation: Ablation, selection: Selection, seed: int, batch_size: int, dtype: str,
-             progress: bool, name: str | None, tags: tuple[str, ...], built_s: float) -> Circuit:
-    """One run: start it, score, select, evaluate, store; on any error or Ctrl-C mark it failed."""
+             progress: bool, name: str | None, tags: tuple[str, ...], built_s: float,
+             say: Notify = lambda _msg: None) -> Circuit:
+    """One run: start it, score, select, evaluate, store; on any error or Ctrl-C mark it failed.
+
+    An empty circuit fails the run (the message says what to pass instead); a selection that
+    dropped edges as dangling is stored with a warning, said now and kept in the metrics."""
     import torch
 
-    from catalog.discovery import evaluate, evaluator, score, select
-    from catalog.discovery.methods import model_and_shape
+    from catalog.discovery import evaluate, evaluator, model_and_shape, score, select
+    from catalog.discovery.selection import check_selected
+    from catalog.discovery.attention import record_attention
 
+    method = spec.slug
     _, shape = model_and_shape(loaded)
     provenance = Provenance(
         source=Source.DISCOVERY, method=method,
@@ -183,34 +190,37 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         dataset_hash=getattr(ds, "dataset_hash", None), dataset_size=len(ds), seed=seed,
         metric=getattr(ds, "metric_name", None), ablation=ablation, selection=selection,
     )
-    run_id = cat.start_run(shape, task, provenance)
-    try:
+    # tracked_run: heartbeat while scoring; on an error, Ctrl-C, SIGTERM or SIGHUP the run is
+    # recorded as failed or interrupted, with the reason, before the error goes on.
+    with cat.tracked_run(shape, task, provenance) as run_id:
         timings = {"dataset": round(built_s, 3)}
         with _progress(progress, f"{task} / {method}") as bar:
             torch.manual_seed(seed)
             t0 = time.perf_counter()
-            graph = score(loaded, ds, method, ablation=ablation, batch_size=batch_size,
+            graph = score(loaded, ds, spec, ablation=ablation, batch_size=batch_size,
                           progress=bar, **method_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             bar("evaluating", 0, 1)
             ev = evaluator(loaded, ds, ablation, batch_size)
-            chosen = select(graph, selection, ev)
+            # A method that selects its own circuit (Granularity.CIRCUIT) keeps its choice.
+            chosen = graph if spec.granularity is Granularity.CIRCUIT else select(graph, selection, ev)
+            warnings = check_selected(graph, chosen, selection)
+            for warning in warnings:
+                say(f"warning: {warning}")
             timings["select"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             metrics = evaluate(chosen, ev, selection.absolute)
             timings["evaluate"] = round(time.perf_counter() - t0, 3)
             bar("evaluating", 1, 1)
+        t0 = time.perf_counter()
+        attention = record_attention(getattr(loaded, "model", loaded), ds, chosen.heads)
+        timings["attention"] = round(time.perf_counter() - t0, 3)
         metrics["timings"] = timings
+        if warnings:
+            metrics["selection_warnings"] = warnings
         circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
-        cid = cat.finish_run(run_id, circuit)
-    except BaseException as e:  # Ctrl-C too: the run must not stay "running"
-        message = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        try:
-            cat.fail_run(run_id, message)
-        except CatalogError as bookkeeping:  # the original error matters more; keep both
-            e.add_note(f"The run could not be marked failed either: {bookkeeping}")
-        raise
+        cid = cat.finish_run(run_id, circuit, attention)
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
 
 

@@ -11,10 +11,13 @@ from catalog.naming import NodeKind
 from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
 
 if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
+    from catalog.attention import AttentionPatterns
     from catalog.graph import CircuitGraph
     from catalog.provenance import Circuit
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Model name, e.g. gpt2-small.")]
+AllowDuplicateOpt = Annotated[bool, typer.Option(
+    "--allow-duplicate", help="Add circuits even when the same content is already in the catalog.")]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Task name, e.g. ioi.")]
 
 
@@ -31,20 +34,29 @@ def import_(
     top_k: Annotated[int | None, typer.Option(
         "--top-k", metavar="K", help="Store the K highest-|score| edges as the circuit instead "
                                      "of the file's own selection.")] = None,
+    allow_duplicate: AllowDuplicateOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML."""
+    """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML.
+
+    All the file's circuits are added in one transaction, or none. One already in the catalog
+    (same content) is not added again unless --allow-duplicate is given."""
     from catalog.formats import import_file
     from catalog.views import Imported
 
-    cat = open_catalog(ctx)
-    ids = import_file(cat, file, format=format, model=model, task=task, name=name,
-                      tags=tuple(tag or ()), top_k=top_k)
+    cat = open_catalog(ctx, create=True)
+    added = import_file(cat, file, format=format, model=model, task=task, name=name,
+                        tags=tuple(tag or ()), top_k=top_k, allow_duplicate=allow_duplicate)
     if json_:
-        print_json(Imported(file=str(file), ids=tuple(ids)))
+        print_json(Imported(file=str(file), ids=tuple(a.id for a in added),
+                            existing=tuple(a.id for a in added if a.duplicate)))
         return
-    for cid in ids:
-        console.print(f"imported circuit {cid} from {file}")
+    for a in added:
+        if a.duplicate:
+            console.print(f"circuit from {file} is already in the catalog as #{a.id}; not added again "
+                          "(--allow-duplicate adds it anyway)")
+        else:
+            console.print(f"imported circuit {a.id} from {file}")
 
 
 def list_(
@@ -82,19 +94,35 @@ def show(
     model: ModelOpt = None,
     edges: Annotated[int, typer.Option(
         "--edges", metavar="N", help="Also list the circuit's N highest-|score| edges.")] = 0,
+    attention: Annotated[bool, typer.Option(
+        "--attention", help="Also show what each head attends to from the answer position, on the "
+                            "prompts kept with a discovered circuit.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
+    """Show one circuit: provenance, selection rule, metrics, its nodes by kind with roles, the
+    measured head roles and the interventions stored with it."""
     from catalog.views import CircuitDetail
+    from cli.analysis import render_intervention, render_roles
 
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
+    patterns = cat.attention(circuit.id) if attention and circuit.id is not None else None
+    roles = cat.roles(circuit.id) if circuit.id is not None else None
+    done = cat.interventions(circuit.id) if circuit.id is not None else []
     if json_:
-        print_json(CircuitDetail.of(circuit))
+        print_json(CircuitDetail.of(circuit, patterns, roles, done))
         return
     render_circuit(circuit)
     if edges > 0:
         _render_edges(circuit.graph, edges)
+    if attention:
+        _render_attention(patterns)
+    if roles is not None:
+        render_roles(roles)
+    else:
+        console.print("head roles: not measured (run `catalog roles REF`)")
+    for result in done:
+        render_intervention(result)
 
 
 def delete(
@@ -186,3 +214,18 @@ def _render_edges(g: CircuitGraph, n: int) -> None:
     for e in ranked[:n]:
         rows.add_row(e.id, fmt_score(e.score))
     console.print(rows)
+
+
+def _render_attention(patterns: AttentionPatterns | None) -> None:
+    if patterns is None or not patterns.prompts:
+        console.print("attention: none kept (only circuits found by `catalog discover` keep their "
+                      "heads' attention patterns).")
+        return
+    console.print(f"attention from the answer position (top 3 tokens, {len(patterns.prompts)} prompts):")
+    rows = table("head", *(f"prompt {i + 1}" for i in range(len(patterns.prompts))), padding=(0, 2, 0, 2))
+    for head in patterns.heads:
+        rows.add_row(head, *(", ".join(f"{tok}@{pos} {w:.2f}" for pos, tok, w in p.top(head))
+                             for p in patterns.prompts))
+    console.print(rows)
+    for i, p in enumerate(patterns.prompts, start=1):
+        console.print(f"  prompt {i}: {p.prompt}")

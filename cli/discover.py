@@ -13,10 +13,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from catalog.discovery.methods import DEFAULT_METHOD, METHODS
 from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
 
 
-def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
+def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool,
+               greedy: bool = False) -> Any:
     from catalog.errors import InvalidInputError
     from catalog.provenance import Selection, SelectionRule
 
@@ -24,9 +26,11 @@ def _selection(top_k: int | None, threshold: float | None, faithfulness: float |
                                  (SelectionRule.FAITHFULNESS, faithfulness)) if v is not None]
     if len(given) > 1:
         raise InvalidInputError("Give only one of --top-k, --threshold and --faithfulness.")
+    if greedy and (not given or given[0][0] is not SelectionRule.TOP_K):
+        raise InvalidInputError("--greedy goes with --top-k K (e.g. --top-k 10 --greedy).")
     if not given:
         return None  # the job's default
-    return Selection(rule=given[0][0], value=given[0][1], absolute=absolute)
+    return Selection(rule=given[0][0], value=given[0][1], absolute=absolute, greedy=greedy)
 
 
 def discover(
@@ -42,13 +46,16 @@ def discover(
                                                "name (gpt2-small, ...) or a local Hugging Face folder "
                                                "(default: the embedded catalog-default).")] = None,
     method: Annotated[list[str] | None, typer.Option(
-        "--method", metavar="METHOD", help="activation-patching, eap, eap-ig (default) or edge-patching "
-                                           "(repeatable).")] = None,
+        "--method", metavar="METHOD", help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD}; "
+                                           "repeatable; `catalog methods` describes them).")] = None,
     ablation: Annotated[str, typer.Option(
         "--ablation", metavar="ABLATION", help="What replaces a patched component: counterfactual, mean "
                                                "or zero.")] = "counterfactual",
     top_k: Annotated[int | None, typer.Option(
         "--top-k", metavar="K", help="Keep the K best edges (components for activation patching).")] = None,
+    greedy: Annotated[bool, typer.Option(
+        "--greedy", help="With --top-k: grow the K edges from the logits backwards, each one adjacent to "
+                         "the circuit so far, so the circuit stays connected.")] = False,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", metavar="T", help="Keep edges (components) scoring at least T.")] = None,
     faithfulness: Annotated[float | None, typer.Option(
@@ -61,7 +68,11 @@ def discover(
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", metavar="B", help="Examples per forward pass (default 32).")] = None,
     steps: Annotated[int | None, typer.Option(
-        "--steps", metavar="S", help="Integrated-gradient steps for eap-ig (default 5).")] = None,
+        "--steps", metavar="S", help="Integrated-gradient steps, for methods that take them (same as "
+                                     "--param steps=S).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", metavar="KEY=VALUE", help="A method parameter (repeatable); `catalog methods` lists "
+                                             "each method's.")] = None,
     device: Annotated[str | None, typer.Option(
         "--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ... (default: CUDA when present).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or bfloat16.")] = "float32",
@@ -73,12 +84,12 @@ def discover(
     from catalog import jobs
     from catalog.views import DiscoveryResult
 
-    cat = open_catalog(ctx)
+    cat = open_catalog(ctx, create=True)
     circuits = jobs.discover_many(
-        cat, task or [], method or ["eap-ig"], model=model, ablation=ablation,
-        selection=_selection(top_k, threshold, faithfulness, absolute), n=n, seed=seed,
+        cat, task or [], method or [DEFAULT_METHOD], model=model, ablation=ablation,
+        selection=_selection(top_k, threshold, faithfulness, absolute, greedy), n=n, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
-        name=name, tags=tuple(tag or ()), params={"steps": steps} if steps is not None else None,
+        name=name, tags=tuple(tag or ()), params=_params(param or [], steps),
         notify=lambda msg: err_console.print(msg))
     results = [DiscoveryResult.of(c) for c in circuits]
     if json_:
@@ -91,6 +102,27 @@ def discover(
                       str(s.heads), str(s.mlps), fmt_score(s.faithfulness), fmt_score(s.cpr),
                       fmt_score(s.cmd), f"{s.seconds:.1f}")
     console.print(table)
+
+
+def _params(given: list[str], steps: int | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as a dict, values read as JSON when they parse (3, 0.5,
+    true, null), else as strings; ``--steps S`` is ``--param steps=S``."""
+    import json
+
+    from catalog.errors import InvalidInputError
+
+    out: dict[str, Any] = {}
+    for text in given:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--param needs KEY=VALUE (e.g. --param steps=10), got '{text}'.")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    if steps is not None:
+        out["steps"] = steps
+    return out
 
 
 def path(
@@ -137,23 +169,58 @@ def path(
 
 def runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", metavar="STATUS", help="running, done or failed.")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", metavar="STATUS", help="running, done, failed, interrupted or stale.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Only runs on this model.")] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Only runs for this task.")] = None,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="Mark stale runs (running, but their process is gone) failed, with the reason.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """List discovery runs with their status, timing and the circuit each stored."""
-    rows = open_catalog(ctx).list_runs(status=status, model=model, task=task)
+    """List discovery runs with their status, timing and the circuit each stored.
+
+    A run whose process died without a word (killed, power loss) shows as stale; --cleanup
+    records those as failed."""
+    cat = open_catalog(ctx)
+    if cleanup:
+        cleaned = cat.cleanup_runs()
+        if json_:
+            print_json(cleaned)
+            return
+        for r in cleaned:
+            console.print(f"run {r.id}: marked failed ({r.error})")
+        if not cleaned:
+            console.print("no stale runs.")
+        return
+    rows = cat.list_runs(status=status, model=model, task=task)
     if json_:
         print_json(rows)
         return
     if not rows:
         console.print("no runs yet (start one with `catalog discover --task ioi`).")
         return
-    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "error",
+    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "owner", "error",
                   box=None, pad_edge=False)
     for r in rows:
-        table.add_row(str(r.id), r.status, r.model, r.task, r.provenance.method or "-",
+        owner = f"{r.pid}@{r.host}" if r.host and r.pid else "-"
+        table.add_row(str(r.id), r.state, r.model, r.task, r.provenance.method or "-",
                       r.started_at.strftime("%Y-%m-%d %H:%M:%S"), fmt_score(r.seconds),
-                      ",".join(map(str, r.circuit_ids)) or "-", r.error or "")
+                      ",".join(map(str, r.circuit_ids)) or "-", owner,
+                      r.error or (f"{r.stale_reason}; `catalog runs --cleanup` marks it failed" if r.stale else ""))
     console.print(table)
+
+
+def methods(json_: JsonOpt = False) -> None:
+    """List the discovery methods: slug, what they return, their parameters (no torch needed)."""
+    from catalog.views import MethodInfo
+
+    rows = [MethodInfo.of(s, default=s.slug == DEFAULT_METHOD) for s in METHODS.values()]
+    if json_:
+        print_json(rows)
+        return
+    table = Table("method", "returns", "parameters (defaults)", "summary", box=None, pad_edge=False)
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r.parameters.items()) or "-"
+        table.add_row(r.method + (" *" if r.default else ""), r.returns, params, r.summary)
+    console.print(table)
+    console.print("* the default. Pass parameters as --param KEY=VALUE to `catalog discover`.")

@@ -14,6 +14,8 @@ from catalog.queries.compare import (
     compare,
     weighted_overlap,
 )
+from catalog.queries.drawing import CircuitDrawing, drawing
+from catalog.queries.stability import ComponentStability, SeedStability, Stability, stability
 from catalog.queries.reuse import (
     DEFAULT_KINDS,
     ComponentReuse,
@@ -27,18 +29,24 @@ from catalog.queries.reuse import (
 
 __all__ = [
     "DEFAULT_KINDS",
+    "CircuitDrawing",
     "Comparison",
     "Component",
     "ComponentReuse",
+    "ComponentStability",
     "Matched",
     "OverlapMatrix",
     "Reuse",
+    "SeedStability",
     "SetOverlap",
+    "Stability",
     "Side",
     "compare",
+    "drawing",
     "find",
     "pairwise_overlap",
     "reuse",
     "reuse_heatmap",
+    "stability",
     "weighted_overlap",
 ]

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from catalog.analysis.records import AnalysisKind
 from catalog.graph import AnnotationKind
 from catalog.naming import QKV, NodeKind
 from catalog.provenance import Ablation, SelectionRule, Source
@@ -51,6 +52,7 @@ class RunStatus(str, Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, SIGTERM, SIGHUP); added by 0003
 
 
 def _one_of(column: str, enum: type[Enum], name: str, nullable: bool = False) -> CheckConstraint:
@@ -108,6 +110,7 @@ class _ProvenanceColumns:
     selection_rule: Mapped[str | None] = mapped_column(String(20))
     selection_value: Mapped[float | None] = mapped_column(Double)
     selection_absolute: Mapped[bool | None] = mapped_column(Boolean)
+    selection_greedy: Mapped[bool | None] = mapped_column(Boolean)
     library_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -135,6 +138,10 @@ class RunRow(_ProvenanceColumns, Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+    # Added by revision 0003: who runs it, and when that process last said it was alive.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (_one_of("status", RunStatus, "status"), *_provenance_checks())
 
@@ -157,11 +164,16 @@ class CircuitRow(_ProvenanceColumns, Base):
     n_mlps: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
     n_scored_edges: Mapped[int] = mapped_column(Integer)
+    # Added by revision 0003: what was imported, hashed (see `catalog.store.identity`); NULL for
+    # discovered circuits and deliberate duplicates, which never collide.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         *_provenance_checks(),
         # Added by revision 0002: "newest circuit per task on a model" and model/task filters.
         Index("ix_circuits_model_id_task_id", "model_id", "task_id"),
+        # Added by revision 0003: one circuit per content (NULLs never collide).
+        Index("ix_circuits_content_hash", "content_hash", unique=True),
     )
 
 
@@ -232,3 +244,97 @@ class TagRow(Base):
     circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     tag: Mapped[str] = mapped_column(String(200), index=True)
+
+
+class AttentionRow(Base):
+    """The attention patterns of a discovered circuit's heads on a few task prompts (one JSON
+    document per circuit: `catalog.attention.AttentionPatterns`)."""
+
+    __tablename__ = "attention_patterns"
+
+    circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SweepStatus(str, Enum):
+    """Life cycle of a sweep and of each of its cells."""
+
+    PENDING = "pending"  # a cell not started yet
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class SweepRow(Base):
+    """A grid of discoveries (`catalog sweep`): its specification, state and cost."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    executor: Mapped[str] = mapped_column(String(40))
+    workers: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    wall_seconds: Mapped[float | None] = mapped_column(Double)
+    cost: Mapped[dict[str, Any]] = mapped_column(JSON)  # per worker: cells, cpu seconds, peak RSS
+
+    __table_args__ = (_one_of("status", SweepStatus, "status"),)
+
+
+class SweepCellRow(Base):
+    """One cell of a sweep: a (task, method, model, seed) discovery and how it ended."""
+
+    __tablename__ = "sweep_cells"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(400))
+    task: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(400))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    circuit_id: Mapped[int | None] = mapped_column(ForeignKey("circuits.id", ondelete="SET NULL"))
+    seconds: Mapped[float | None] = mapped_column(Double)
+    faithfulness: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("sweep_id", "key"), _one_of("status", SweepStatus, "status"))
+
+
+class AnalysisRow(Base):
+    """A measurement made on a stored circuit (head roles, an intervention): its dataset,
+    parameters and result. Added by revision 0006."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    task: Mapped[str] = mapped_column(String(200))
+    dataset_hash: Mapped[str] = mapped_column(String(128))
+    dataset_size: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (_one_of("kind", AnalysisKind, "kind"),)
+
+
+class HeadRoleRow(Base):
+    """One head's measured role label and the numbers it was assigned from (revision 0006)."""
+
+    __tablename__ = "head_roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -40,7 +40,7 @@ def loaded_db(tmp_path_factory) -> tuple[Path, str, list[int]]:
     from catalog.published import load_published
     from catalog.store import Catalog
 
-    ids = load_published(Catalog.open(db))
+    ids = [a.id for a in load_published(Catalog.open(db))]
     return tmp, db, ids
 
 
@@ -50,6 +50,8 @@ def test_light_commands_do_not_import_torch(loaded_db):
     out = tmp / "export.graphml"
     commands = [
         ["--help"],
+        ["discover", "--help"],
+        ["methods"],
         ["--db", db, "list"],
         ["--db", db, "show", str(ids[0])],
         ["--db", db, "compare", "ioi", "greater-than", "--model", "gpt2-small"],
