@@ -197,7 +197,7 @@ class Catalog(Writer):
             if getattr(gone, "rowcount", 0) == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
 
-    def list(self, model: str | None = None, task: str | None = None, method: str | None = None,
+    def circuits(self, model: str | None = None, task: str | None = None, method: str | None = None,
              tag: str | None = None, source: str | None = None) -> list[CircuitSummary]:
         """Summaries of the stored circuits matching every filter given, oldest first."""
         q = _summary_select()
