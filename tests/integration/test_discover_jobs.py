@@ -113,7 +113,7 @@ def test_a_selection_that_keeps_nothing_fails_the_run_and_says_what_to_pass(cata
     with pytest.raises(DiscoveryError, match="empty circuit.*--greedy"):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(),
                       selection=Selection(rule="threshold", value=1e9), progress=False)
-    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.circuits() == []
 
 
 def test_a_greedy_top_k_circuit_is_connected_and_recorded_as_greedy(catalog):
