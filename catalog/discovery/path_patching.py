@@ -40,8 +40,8 @@ from catalog.discovery.engine import (
     device_of,
     max_rows_for,
     n_examples,
-    prepared,
     new_buffer,
+    prepared,
     source_hooks,
 )
 from catalog.discovery.layout import QKV_ORDER, Layout
@@ -255,7 +255,8 @@ def _clean_run(model: Any, layout: Layout, clean: torch.Tensor) -> tuple[torch.T
             attn[layer] = act.detach().clone()
         return hook
 
-    hooks = source_hooks(model, layout, buf) + [(f"blocks.{l}.hook_attn_out", keep(l)) for l in range(layout.n_layers)]
+    hooks = source_hooks(model, layout, buf) + [(f"blocks.{layer}.hook_attn_out", keep(layer))
+                                                for layer in range(layout.n_layers)]
     with model.hooks(fwd_hooks=hooks):
         logits = model(clean)
     return logits, buf, attn
@@ -294,7 +295,7 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
         return hook
 
     def embed(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        for u, src, w in by_layer[("input", 0)]:
+        for u, _src, w in by_layer[("input", 0)]:
             part = act[u * b:(u + 1) * b]
             act[u * b:(u + 1) * b] = part + w * (ablated[:, :, 0] - part)
         return act

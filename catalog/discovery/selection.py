@@ -2,7 +2,8 @@
 
 Edge-level graphs are cut by edge score, then dangling edges (on no input->logits path) are
 pruned. Greedy selection grows the circuit from the logits backwards instead (EAP-IG's greedy
-top-n), so its edges stay connected to the logits however the scores fall. Node-level graphs (activation patching: node scores, unscored edges) are cut by node
+top-n), so its edges stay connected to the logits however the scores fall. Node-level graphs
+(activation patching: node scores, unscored edges) are cut by node
 score over heads and MLPs; the circuit is then every edge among the kept components, ``input``
 and ``logits``. The full scored graph is kept either way; only the ``in_circuit`` flags change.
 """

@@ -16,10 +16,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from typing_extensions import Unpack
-
 from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
@@ -70,6 +69,7 @@ from catalog.store.schema import (
     TagRow,
     TaskRow,
 )
+
 
 def model_names(model: str) -> set[str]:
     """The stored names a model filter matches: as given and as the canonical name."""

@@ -70,7 +70,7 @@ def test_four_writers_on_a_new_sqlite_file_lose_nothing(tmp_path):
     per_worker = 5
     procs = [_spawn("write", url, str(w), str(per_worker)) for w in range(4)]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     cat = Catalog.open(url)
     stored = cat.circuits()
@@ -171,7 +171,7 @@ def test_eight_writers_of_every_kind_lose_nothing_duplicate_nothing_tear_nothing
     readers = [("read", ",".join(map(str, victims)), str(tmp_path))] * 2  # deletes wait for them
     procs = [_spawn(mode, catalog_url, *args) for mode, *args in readers + writers]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     reads = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs[:len(readers)]]
     assert all(r["torn"] == 0 for r in reads), reads

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import FormatError, InvalidInputError
+from catalog.errors import FormatError
 from catalog.formats import read_circuits, write_circuit
 from catalog.naming import NodeKind
 from catalog.provenance import SelectionRule, Source
