@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, Table, delete, insert, select, text, update
+from sqlalchemy import Select, Table, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -386,7 +386,7 @@ class Catalog:
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
-            q = q.where(TaskRow.name == task.strip())
+            q = q.where(func.lower(TaskRow.name) == task.strip().lower())  # IOI finds ioi
         if method:
             q = q.where(CircuitRow.method == method.strip())
         if source:
@@ -434,7 +434,8 @@ class Catalog:
             return cid
         with self._db.session_scope() as s:
             for what, column in (("task", TaskRow.name), ("circuit name", CircuitRow.name)):
-                q = _summary_select().where(column == text)
+                # names match whatever their case: `catalog show IOI` finds the ioi circuits
+                q = _summary_select().where(func.lower(column) == text.lower())
                 if model:
                     q = q.where(ModelRow.name.in_(model_names(model)))
                 rows = s.execute(q.order_by(CircuitRow.id.desc())).all()
@@ -569,7 +570,7 @@ class Catalog:
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
-            q = q.where(TaskRow.name == task.strip())
+            q = q.where(func.lower(TaskRow.name) == task.strip().lower())  # IOI finds ioi
         if _ids is not None:
             q = q.where(RunRow.id.in_(list(_ids)))
         with self._db.session_scope() as s:
