@@ -444,3 +444,67 @@ def path_effect(loaded_model: Any, dataset: Any, sender: str, receivers: Sequenc
         effect_mean=float(row.mean()), effect_std=float(row.std(unbiased=False)),
         metric_clean=float(base.mean()), per_example=[float(x) for x in row],
     )
+
+
+# --- a circuit, built backwards from the logits -------------------------------------------------
+
+def _component_destinations(layout: Layout, src: int) -> list[int]:
+    """The destinations through which a component reads the residual stream."""
+    node = layout.sources[src]
+    comp = parse_node(node)
+    if comp.kind is NodeKind.MLP:
+        return [layout.mlp_dest(comp.layer)]  # type: ignore[arg-type]
+    return [layout.head_dest(comp.layer, x, comp.head) for x in QKV_ORDER]  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def discover_paths(model: Any, dataset: Any, threshold: float = 0.05, freeze: Freeze | str = Freeze.WANG,
+                   ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
+                   max_rows: int = 1024, progress: Progress | None = None,
+                   ) -> tuple[list[list[bool]], list[list[float | None]], float]:
+    """Grow a circuit backwards from the logits by path patching.
+
+    First every sender (``input``, each head and MLP) is patched with the logits as receiver;
+    then, for each component found so far, every upstream sender with each of its inputs (a
+    head's q, k and v separately, an MLP's input) as receiver; and so on until no new component
+    is found. An edge is kept when its mean effect is at least `threshold` times the full effect
+    ``|m(clean) - m(ablated)|`` in absolute value. Returns (kept ``[S][Dst]``, the mean effect of
+    every edge asked about ``[S][Dst]`` (None elsewhere), the full effect).
+    """
+    from catalog.discovery.evaluation import Evaluator
+
+    if not (0.0 <= threshold < float("inf")):
+        raise InvalidInputError(f"The path-patching threshold must be a finite number >= 0, got {threshold}.")
+    freeze = freeze_of(freeze)
+    ev = Evaluator(model, dataset, Ablation(ablation), batch_size)  # the full effect, and a check that there is one
+    full = abs(ev.metric_clean - ev.metric_ablated)
+    layout = ev.layout
+    kept = [[False] * layout.n_destinations for _ in range(layout.n_sources)]
+    scores: list[list[float | None]] = [[None] * layout.n_destinations for _ in range(layout.n_sources)]
+    explored: set[int] = set()
+    frontier = [layout.logits_dest]
+    level = 0
+    while frontier:
+        pairs = [(s, d) for d in frontier for s in range(layout.n_upstream(d))]
+        queries = [Query(Sender(layout.sources[s]), (_receiver_of(layout, d),)) for s, d in pairs]
+        level += 1
+
+        def report(phase: str, done: int, total: int, level: int = level) -> None:
+            if progress:
+                progress(f"path patching, receivers at depth {level}", done, total)
+
+        effects, _ = path_patch(model, dataset, queries, freeze, ablation, batch_size, max_rows, report)
+        frontier = []
+        for (s, d), row in zip(pairs, effects):
+            scores[s][d] = float(row.mean())
+            if abs(scores[s][d]) >= threshold * full:  # type: ignore[arg-type]
+                kept[s][d] = True
+                if s != 0 and s not in explored:
+                    explored.add(s)
+                    frontier += _component_destinations(layout, s)
+    return kept, scores, full
+
+
+def _receiver_of(layout: Layout, dest: int) -> Receiver:
+    node, qkv = layout.destinations[dest]
+    return Receiver(node, (qkv,) if qkv else ())
