@@ -50,6 +50,12 @@ from catalog.naming import NodeKind, parse_node
 from catalog.provenance import Ablation
 
 Hook = tuple[str, Callable[..., Any]]
+#: ``(dataset slice, logits [B, T, V]) -> [B]``: what the effects are measured on.
+Metric = Callable[[Any, torch.Tensor], torch.Tensor]
+
+
+def _task_metric(part: Any, logits: torch.Tensor) -> torch.Tensor:
+    return part.metric(logits)
 
 
 class Freeze(str, Enum):
@@ -317,7 +323,7 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
 
 
 def _receiver_pass(model: Any, part: Any, clean: torch.Tensor, patches: list[list[tuple[str, int | None, int, torch.Tensor]]],
-                   seen: dict[str, torch.Tensor]) -> torch.Tensor:
+                   seen: dict[str, torch.Tensor], metric: Metric) -> torch.Tensor:
     """Pass 2: copy c patches ``(hook, head, sender copy u, weights)`` for each of its receivers;
     returns the metric ``[C, B]``."""
     b, copies = clean.shape[0], len(patches)
@@ -340,16 +346,19 @@ def _receiver_pass(model: Any, part: Any, clean: torch.Tensor, patches: list[lis
 
     with model.hooks(fwd_hooks=[(name, make(items)) for name, items in by_hook.items()]):
         logits = model(clean.repeat(copies, 1))
-    return torch.stack([part.metric(logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
+    return torch.stack([metric(part, logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
 
 
 @torch.no_grad()
 def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freeze | str = Freeze.WANG,
                ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
-               max_rows: int = 1024, progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               max_rows: int = 1024, progress: Progress | None = None,
+               metric: Metric | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example effects ``[Q, N]`` (``m(clean) - m(patched)``) of each query, and the clean
-    metric ``[N]``. Every query is checked against the model first."""
+    metric ``[N]``. Every query is checked against the model first. `metric` ``(dataset slice,
+    logits) -> [B]`` defaults to the dataset's own."""
     freeze, ablation = freeze_of(freeze), Ablation(ablation)
+    metric = metric or _task_metric
     with prepared(model, split_qkv=True) as layout:
         for q in queries:
             check_query(layout, q)
@@ -364,7 +373,7 @@ def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freez
             b = clean.shape[0]
             hi = lo + b
             logits, clean_buf, clean_attn = _clean_run(model, layout, clean)
-            base = part.metric(logits).to(torch.float64)
+            base = metric(part, logits).to(torch.float64)
             base_all[lo:hi] = base.cpu()
             ablated = ablator.values(clean, corrupt)
             per_pass = max(1, max_rows_for(model, layout, clean.shape[1], max_rows) // b)
@@ -385,7 +394,7 @@ def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freez
                             record.add(name)
                     patches.append(items)
                 seen = _sender_pass(model, layout, freeze, clean, clean_buf, clean_attn, ablated, sender_rows, record)
-                patched = _receiver_pass(model, part, clean, patches, seen)
+                patched = _receiver_pass(model, part, clean, patches, seen, metric)
                 effects[chunk, lo:hi] = (base.unsqueeze(0) - patched).cpu()
             lo = hi
             if progress:
@@ -460,7 +469,7 @@ def _component_destinations(layout: Layout, src: int) -> list[int]:
 @torch.no_grad()
 def discover_paths(model: Any, dataset: Any, threshold: float = 0.05, freeze: Freeze | str = Freeze.WANG,
                    ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
-                   max_rows: int = 1024, progress: Progress | None = None,
+                   max_rows: int = 1024, progress: Progress | None = None, metric: Metric | None = None,
                    ) -> tuple[list[list[bool]], list[list[float | None]], float]:
     """Grow a circuit backwards from the logits by path patching.
 
@@ -493,7 +502,7 @@ def discover_paths(model: Any, dataset: Any, threshold: float = 0.05, freeze: Fr
             if progress:
                 progress(f"path patching, receivers at depth {level}", done, total)
 
-        effects, _ = path_patch(model, dataset, queries, freeze, ablation, batch_size, max_rows, report)
+        effects, _ = path_patch(model, dataset, queries, freeze, ablation, batch_size, max_rows, report, metric)
         frontier = []
         for (s, d), row in zip(pairs, effects):
             scores[s][d] = float(row.mean())
