@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from catalog.attention import AttentionPatterns
 from catalog.provenance import Circuit, Provenance
 
 if TYPE_CHECKING:
+    from catalog.discovery.contract import MethodSpec
     from catalog.graph import CircuitGraph, Edge, Node
     from catalog.published import PublishedCircuit
 
@@ -96,15 +98,17 @@ class CircuitDetail(_View):
     summary: GraphSize
     nodes: tuple[NodeView, ...]
     edges: tuple[EdgeView, ...]
+    attention: AttentionPatterns | None = None  # only when asked for (`show --attention`)
 
     @classmethod
-    def of(cls, c: Circuit) -> CircuitDetail:
+    def of(cls, c: Circuit, attention: AttentionPatterns | None = None) -> CircuitDetail:
         roles, labels = c.graph.roles(), c.graph.labels()
         return cls(id=c.id, name=c.name, model=c.model, task=c.task, tags=tuple(c.tags),
                    run_id=c.run_id, provenance=c.provenance, metrics=dict(c.metrics),
                    summary=GraphSize.of(c.graph),
                    nodes=tuple(NodeView.of(n, roles, labels) for n in by_score(list(c.graph.circuit_nodes))),
-                   edges=tuple(EdgeView.of(e) for e in by_score(list(c.graph.circuit_edges))))
+                   edges=tuple(EdgeView.of(e) for e in by_score(list(c.graph.circuit_edges))),
+                   attention=attention)
 
 
 class DiscoveryResult(GraphSize):
@@ -204,3 +208,19 @@ class PublishedInfo(_View):
                    heads=tuple(sorted(c.graph.heads)), mlps=tuple(sorted(c.graph.mlps)),
                    edges=len(c.graph.circuit_edges), arxiv=entry.arxiv,
                    citation=c.provenance.citation, file=entry.file)
+
+
+class MethodInfo(_View):
+    """A registered discovery method: slug, what it returns, its parameters and their defaults."""
+
+    method: str
+    returns: str
+    exact: bool
+    default: bool
+    parameters: dict[str, Any]
+    summary: str
+
+    @classmethod
+    def of(cls, spec: MethodSpec, default: bool = False) -> MethodInfo:
+        return cls(method=spec.slug, returns=spec.granularity.value, exact=spec.exact, default=default,
+                   parameters=dict(spec.defaults), summary=spec.summary)
