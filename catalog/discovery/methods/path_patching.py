@@ -33,29 +33,28 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from catalog.discovery.contract import MethodInputs, SelectedCircuit
 from catalog.discovery.engine import (
     Ablator,
+    Metric,
     Progress,
     batches,
     device_of,
     max_rows_for,
     n_examples,
-    prepared,
     new_buffer,
+    patched_logits,
+    prepared,
     source_hooks,
+    task_metric,
+    valid_mask,
 )
-from catalog.discovery.layout import QKV_ORDER, Layout
-from catalog.errors import InvalidInputError, suggest
+from catalog.discovery.layout import QKV_ORDER, Layout, selected_graph
+from catalog.errors import DiscoveryError, InvalidInputError, suggest
 from catalog.naming import NodeKind, parse_node
 from catalog.provenance import Ablation
 
 Hook = tuple[str, Callable[..., Any]]
-#: ``(dataset slice, logits [B, T, V]) -> [B]``: what the effects are measured on.
-Metric = Callable[[Any, torch.Tensor], torch.Tensor]
-
-
-def _task_metric(part: Any, logits: torch.Tensor) -> torch.Tensor:
-    return part.metric(logits)
 
 
 class Freeze(str, Enum):
@@ -358,7 +357,7 @@ def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freez
     metric ``[N]``. Every query is checked against the model first. `metric` ``(dataset slice,
     logits) -> [B]`` defaults to the dataset's own."""
     freeze, ablation = freeze_of(freeze), Ablation(ablation)
-    metric = metric or _task_metric
+    metric = metric or task_metric
     with prepared(model, split_qkv=True) as layout:
         for q in queries:
             check_query(layout, q)
@@ -480,14 +479,12 @@ def discover_paths(model: Any, dataset: Any, threshold: float = 0.05, freeze: Fr
     ``|m(clean) - m(ablated)|`` in absolute value. Returns (kept ``[S][Dst]``, the mean effect of
     every edge asked about ``[S][Dst]`` (None elsewhere), the full effect).
     """
-    from catalog.discovery.evaluation import Evaluator
-
     if not (0.0 <= threshold < float("inf")):
         raise InvalidInputError(f"The path-patching threshold must be a finite number >= 0, got {threshold}.")
-    freeze = freeze_of(freeze)
-    ev = Evaluator(model, dataset, Ablation(ablation), batch_size)  # the full effect, and a check that there is one
-    full = abs(ev.metric_clean - ev.metric_ablated)
-    layout = ev.layout
+    freeze, ablation = freeze_of(freeze), Ablation(ablation)
+    metric = metric or task_metric
+    full = _full_effect(model, dataset, ablation, batch_size, metric)
+    layout = Layout.for_model(model)
     kept = [[False] * layout.n_destinations for _ in range(layout.n_sources)]
     scores: list[list[float | None]] = [[None] * layout.n_destinations for _ in range(layout.n_sources)]
     explored: set[int] = set()
@@ -514,6 +511,42 @@ def discover_paths(model: Any, dataset: Any, threshold: float = 0.05, freeze: Fr
     return kept, scores, full
 
 
+@torch.no_grad()
+def _full_effect(model: Any, dataset: Any, ablation: Ablation, batch_size: int, metric: Metric) -> float:
+    """``|m(clean) - m(ablated)|``: the metric with every edge patched against the clean one."""
+    total = 0.0
+    with prepared(model) as layout:
+        ablator = Ablator(model, layout, dataset, ablation, batch_size)
+        every = valid_mask(layout, device_of(model)).unsqueeze(0)
+        for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
+            base = metric(part, model(clean)).to(torch.float64)
+            patched = metric(part, patched_logits(model, layout, clean, ablator.values(clean, corrupt), every))
+            total += float((base - patched.to(torch.float64)).sum())
+    full = abs(total / n_examples(dataset))
+    if full < 1e-9:
+        raise DiscoveryError("The clean and ablated runs give the same metric, so no path can carry an "
+                             "effect: check the task, the model or the ablation.")
+    return full
+
+
 def _receiver_of(layout: Layout, dest: int) -> Receiver:
     node, qkv = layout.destinations[dest]
     return Receiver(node, (qkv,) if qkv else ())
+
+
+def run(inputs: MethodInputs, threshold: float = 0.05, freeze: str = Freeze.WANG.value) -> SelectedCircuit:
+    """The `Method` entry point: the circuit `discover_paths` grows, edges scored by their
+    path-patching effect."""
+    from catalog.discovery.scoring import model_and_shape
+
+    model, shape = model_and_shape(inputs.model)
+    kept, scores, _ = discover_paths(model, inputs.dataset, _number(threshold), freeze, inputs.ablation,
+                                     inputs.batch_size, progress=inputs.progress, metric=inputs.metric)
+    return SelectedCircuit(selected_graph(shape, Layout.for_model(model), kept, scores))
+
+
+def _number(value: Any) -> float:
+    """A threshold given as a parameter (``--param threshold=0.02``), checked to be a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"The path-patching threshold must be a number (e.g. --param threshold=0.02), got {value!r}.")
+    return float(value)

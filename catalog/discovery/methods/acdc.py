@@ -20,13 +20,14 @@ result equals the one-edge-per-pass loop (tested).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from catalog.discovery.contract import MethodInputs, SelectedCircuit
 from catalog.discovery.engine import (
     Ablator,
+    Metric,
     Progress,
     batches,
     device_of,
@@ -34,21 +35,15 @@ from catalog.discovery.engine import (
     n_examples,
     patched_logits,
     prepared,
+    task_metric,
     valid_mask,
 )
-from catalog.discovery.layout import Layout
+from catalog.discovery.layout import Layout, selected_graph
 from catalog.errors import InvalidInputError
 from catalog.provenance import Ablation
 
 #: Objectives ACDC can prune by.
 OBJECTIVES = ("kl", "task")
-
-Metric = Callable[[Any, torch.Tensor], torch.Tensor]
-
-
-def _default_metric(part: Any, logits: torch.Tensor) -> torch.Tensor:
-    return part.metric(logits)
-
 
 class _Objective:
     """The mean objective over the dataset for a stack of patch masks (several per pass)."""
@@ -128,7 +123,7 @@ def acdc(model: Any, dataset: Any, threshold: float = 0.01, objective: str = "kl
     with prepared(model) as layout:
         valid = valid_mask(layout, torch.device("cpu"))
         f = _Objective(model, layout, dataset, Ablation(ablation), batch_size, objective,
-                       metric or _default_metric, max_rows)
+                       metric or task_metric, max_rows)
         dev = device_of(model)
         patched = torch.zeros_like(valid)  # True: the edge is removed
         scores: list[list[float | None]] = [[None] * layout.n_destinations for _ in range(layout.n_sources)]
@@ -164,3 +159,21 @@ def acdc(model: Any, dataset: Any, threshold: float = 0.01, objective: str = "kl
                 progress("acdc", step + 1, len(order))
         kept = (valid & ~patched).tolist()
         return kept, scores, {"objective_full": full, "objective_final": cur}
+
+
+def run(inputs: MethodInputs, threshold: float = 0.01, metric: str = "kl") -> SelectedCircuit:
+    """The `Method` entry point: ACDC's circuit, each tested edge scored by the objective change
+    its removal caused (``metric``: ``kl`` or ``task``, the latter being ``inputs.metric``)."""
+    from catalog.discovery.scoring import model_and_shape
+
+    model, shape = model_and_shape(inputs.model)
+    kept, scores, _ = acdc(model, inputs.dataset, _number(threshold), str(metric), inputs.ablation,
+                           inputs.batch_size, metric=inputs.metric, progress=inputs.progress)
+    return SelectedCircuit(selected_graph(shape, Layout.for_model(model), kept, scores))
+
+
+def _number(value: Any) -> float:
+    """A threshold given as a parameter (``--param threshold=0.02``), checked to be a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"ACDC's threshold must be a number (e.g. --param threshold=0.02), got {value!r}.")
+    return float(value)
