@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,9 @@ from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
 from catalog.store import aggregates, engine, runs
+
+if TYPE_CHECKING:
+    from catalog.store.sweeps import SweepStore
 from catalog.store.convert import (
     ANNOTATION_COLUMNS,
     EDGE_COLUMNS,
@@ -145,6 +148,18 @@ class Catalog:
 
     def head_revision(self) -> str:
         return engine.head_revision()
+
+    def connection_url(self) -> str:
+        """The full URL (password included) for opening this catalog from another process, e.g.
+        a sweep's workers. Never print it: `url` is the one for messages."""
+        return self._db.engine.url.render_as_string(hide_password=False)
+
+    @property
+    def sweeps(self) -> SweepStore:
+        """The catalog's sweeps (`catalog sweep`): grids of discovery runs and their cells."""
+        from catalog.store.sweeps import SweepStore
+
+        return SweepStore(self._db)
 
     def close(self) -> None:
         self._db.engine.dispose()
