@@ -155,7 +155,8 @@ def _task_specs(tasks: Sequence[str], task_file: str | Path | None, dataset: Any
         return [(tasks[0], None)]
     from catalog.tasks import get_task, task_from_file
 
-    out: list[tuple[str, Any]] = [(t, get_task(t)) for t in tasks]
+    specs = [get_task(t) for t in tasks]  # `--task IOI` runs, and is stored as, ioi
+    out: list[tuple[str, Any]] = [(spec.slug, spec) for spec in specs]
     if task_file is not None:
         spec = task_from_file(task_file)
         out.append((spec.slug, spec))
