@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from catalog.published import load_published, published_circuits
     from catalog.queries import compare, find, reuse
     from catalog.store import Catalog
+    from catalog.views import CircuitDetail
 
 # public name -> module it lives in (imported on first access)
 _LAZY: dict[str, str] = {
@@ -57,10 +58,11 @@ _LAZY: dict[str, str] = {
     "published_circuits": "catalog.published",
     "discover": "catalog.jobs",
     "load_model": "catalog.models",
+    "CircuitDetail": "catalog.views",
 }
 
 __all__ = [
-    "Ablation", "Annotation", "AnnotationKind", "Catalog", "CatalogError", "Circuit",
+    "Ablation", "Annotation", "AnnotationKind", "Catalog", "CatalogError", "Circuit", "CircuitDetail",
     "CircuitGraph", "Edge", "ModelShape", "Node", "Provenance", "Selection", "SelectionRule",
     "Source", "compare", "discover", "find", "import_file", "load_model", "load_published",
     "open_catalog", "parse_component", "published_circuits", "read_circuits", "reuse",

@@ -66,24 +66,26 @@ class Node:
     dictionary: str | None = None
     score: float | None = None
     in_circuit: bool = True
+    role: str | None = None
 
     @classmethod
     def of(cls, node_id: str, score: float | None = None, in_circuit: bool = True,
            token: int | None = None) -> Node:
         """Example:
 
-        >>> Node.of("a9.h6", score=0.5).layer
-        9
+        >>> Node.of("a9.h6", score=0.5).layer, Node.of("a1.h0@END").role
+        (9, 'END')
         """
         c = parse_node(node_id)
         return cls(id=format_node(c), kind=c.kind, layer=c.layer, head=c.head, feature=c.feature,
                    position=c.position, token=c.token if c.token is not None else token,
-                   dictionary=c.dictionary, score=score, in_circuit=in_circuit)
+                   dictionary=c.dictionary, score=score, in_circuit=in_circuit, role=c.role)
 
     @property
     def component(self) -> ComponentId:
         return ComponentId(self.kind, self.layer, self.head, self.feature, self.position,
-                           self.token if self.kind is NodeKind.LOGITS else None, self.dictionary)
+                           self.token if self.kind is NodeKind.LOGITS else None, self.dictionary,
+                           self.role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +251,11 @@ class CircuitGraph:
                 out.setdefault(a.node, []).append(a.value)
         return {k: "; ".join(v) for k, v in out.items()}
 
+    def position_roles(self) -> tuple[str, ...]:
+        """The role names the graph's nodes are resolved by, in first-seen order (empty when the
+        graph is not position-resolved)."""
+        return tuple(dict.fromkeys(n.role for n in self.nodes if n.role is not None))
+
     def labels(self) -> dict[str, str]:
         return {a.node: a.value for a in self.annotations if a.kind is AnnotationKind.LABEL and a.node}
 
@@ -355,7 +362,7 @@ class CircuitGraph:
 
 
 def _sort_key(n: Node) -> tuple[Any, ...]:
-    return (n.position if n.position is not None else -1, n.head if n.head is not None else -1,
+    return (n.position if n.position is not None else -1, n.role or "", n.head if n.head is not None else -1,
             n.feature if n.feature is not None else -1, n.token if n.token is not None else -1,
             n.dictionary or "", n.id)
 

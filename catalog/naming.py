@@ -13,9 +13,15 @@ id                          meaning
 ``err5@2[clt]``             reconstruction error of layer 5's dictionary at position 2
 ``a0.h1->a3.h2<q>``         an edge into head a3.h2's query input
 ``a3.h2->m5``               an edge into an MLP (or ``logits``): no q/k/v suffix
+``a1.h0@END``               head a1.h0 at the positions a task names ``END`` (a role)
+``m0@S1+2``                 MLP 0 two tokens after the role ``S1``
 ==========================  ==============================================================
 
 Position (``@p``) and dictionary (``[name]``) suffixes are optional everywhere they make sense.
+A position is either an integer token index (``@3``) or a **role**: a name a task gives to a
+position in each of its prompts (``END``, ``S2``, ``QOBJ``, or a slot such as ``S1+2``, two tokens
+after ``S1``). Roles align positions across prompts of different lengths; a role name starts with
+a letter (so it never reads as an index) and may end in ``+N``.
 `parse_component` also reads the spellings of peer tools (auto-circuit, ACDC/TransformerLens
 hooks, ``L9H9``) and returns the canonical id.
 """
@@ -23,7 +29,7 @@ hooks, ``L9H9``) and returns the canonical id.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from catalog.errors import InvalidInputError
@@ -59,13 +65,18 @@ class ComponentId:
     position: int | None = None
     token: int | None = None
     dictionary: str | None = None
+    role: str | None = None
 
     def __str__(self) -> str:
         return format_node(self)
 
 
+#: A role name: a letter, then letters, digits or underscores, optionally ``+N`` (a slot N tokens
+#: after a named role).
+ROLE_PATTERN = r"[A-Za-z][A-Za-z0-9_]*(?:\+\d+)?"
+_ROLE_RE = re.compile(rf"^{ROLE_PATTERN}$")
 _DICT = r"(?:\[(?P<dict>[^\[\]<>]+)\])?"
-_POS = r"(?:@(?P<pos>\d+))?"
+_POS = rf"(?:@(?:(?P<pos>\d+)|(?P<role>{ROLE_PATTERN})))?"
 _NODE_RE = re.compile(
     r"^(?:(?P<input>input)"
     r"|logits(?:\.t(?P<tok>\d+))?"
@@ -99,6 +110,8 @@ def format_node(c: ComponentId) -> str:
         base = f"err{c.layer}"
     if c.position is not None:
         base += f"@{c.position}"
+    elif c.role is not None:
+        base += f"@{c.role}"
     if c.dictionary is not None and c.kind in (NodeKind.FEATURE, NodeKind.ERROR):
         base += f"[{c.dictionary}]"
     return base
@@ -138,32 +151,82 @@ def parse_node(text: str) -> ComponentId:
     """Parse a canonical node id; raise `InvalidInputError` on anything else.
 
     >>> parse_node("a9.h6")
-    ComponentId(kind=<NodeKind.ATTENTION: 'attention'>, layer=9, head=6, feature=None, position=None, token=None, dictionary=None)
+    ComponentId(kind=<NodeKind.ATTENTION: 'attention'>, layer=9, head=6, feature=None, position=None, token=None, dictionary=None, role=None)
     >>> parse_node("err5@2[clt]").kind
     <NodeKind.ERROR: 'error'>
+    >>> parse_node("a1.h0@END").role, parse_node("m0@S1+2").role, parse_node("a1.h0@7").position
+    ('END', 'S1+2', 7)
     """
     m = _NODE_RE.match(text.strip()) if isinstance(text, str) else None
     if m is None:
         raise InvalidInputError(
             f"'{text}' is not a component id. Use input, aL.hH (e.g. a9.h6), mL (e.g. m3), "
-            "logits, fL.I[dictionary] for a feature, or errL for a reconstruction error."
+            "logits, fL.I[dictionary] for a feature, or errL for a reconstruction error, optionally "
+            "at a position or role (a9.h6@7, a9.h6@END)."
         )
     g = m.groupdict()
     pos = int(g["pos"]) if g["pos"] is not None else None
+    role = g["role"]
     dictionary = g["dict"]
     if g["input"]:
-        return ComponentId(NodeKind.INPUT, position=pos)
+        return ComponentId(NodeKind.INPUT, position=pos, role=role)
     if g["al"] is not None:
-        return ComponentId(NodeKind.ATTENTION, layer=int(g["al"]), head=int(g["ah"]), position=pos)
+        return ComponentId(NodeKind.ATTENTION, layer=int(g["al"]), head=int(g["ah"]), position=pos, role=role)
     if g["ml"] is not None:
-        return ComponentId(NodeKind.MLP, layer=int(g["ml"]), position=pos)
+        return ComponentId(NodeKind.MLP, layer=int(g["ml"]), position=pos, role=role)
     if g["fl"] is not None:
         return ComponentId(NodeKind.FEATURE, layer=int(g["fl"]), feature=int(g["fi"]),
-                           position=pos, dictionary=dictionary)
+                           position=pos, dictionary=dictionary, role=role)
     if g["el"] is not None:
-        return ComponentId(NodeKind.ERROR, layer=int(g["el"]), position=pos, dictionary=dictionary)
+        return ComponentId(NodeKind.ERROR, layer=int(g["el"]), position=pos, dictionary=dictionary,
+                           role=role)
     tok = int(g["tok"]) if g["tok"] is not None else None
-    return ComponentId(NodeKind.LOGITS, position=pos, token=tok)
+    return ComponentId(NodeKind.LOGITS, position=pos, token=tok, role=role)
+
+
+def check_role(role: str) -> str:
+    """Return `role` if it is a valid role name, else raise `InvalidInputError` saying the form.
+
+    >>> check_role("S1+2")
+    'S1+2'
+    """
+    if not isinstance(role, str) or not _ROLE_RE.match(role):
+        raise InvalidInputError(
+            f"'{role}' is not a role name. A role starts with a letter, then letters, digits or "
+            "underscores, optionally ending in +N (e.g. END, S2, QOBJ, S1+2)."
+        )
+    return role
+
+
+def with_role(node: str, role: str | None) -> str:
+    """The id of `node` at `role` (None: at every position, i.e. without a suffix).
+
+    >>> with_role("a1.h0", "END"), with_role("m0@S2", None), with_role("f3.1200[clt]", "QOBJ")
+    ('a1.h0@END', 'm0', 'f3.1200@QOBJ[clt]')
+    """
+    c = parse_node(node)
+    return format_node(replace(c, position=None, role=None if role is None else check_role(role)))
+
+
+def role_of(node: str) -> str | None:
+    """The role suffix of a node id, or None (no suffix, or an integer position). Cheap: only ids
+    with an ``@`` are parsed.
+
+    >>> role_of("a1.h0@END"), role_of("a1.h0@3"), role_of("m0")
+    ('END', None, None)
+    """
+    return parse_node(node).role if "@" in node else None
+
+
+def component_of(node: str) -> str:
+    """The component a node id names, without its position or role: how positions collapse.
+
+    >>> component_of("a1.h0@END"), component_of("input@3"), component_of("f3.1200@QOBJ[clt]")
+    ('a1.h0', 'input', 'f3.1200[clt]')
+    """
+    if "@" not in node:
+        return node
+    return format_node(replace(parse_node(node), position=None, role=None))
 
 
 def format_edge(src: str, dst: str, qkv: QKV | str | None = None) -> str:

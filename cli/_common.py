@@ -12,11 +12,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
-from datetime import date, datetime
-from enum import Enum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +22,7 @@ from typer.core import TyperGroup
 from catalog.errors import CatalogError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from rich.table import Table
 
     from catalog.store import Catalog
@@ -147,35 +145,18 @@ def open_catalog(ctx: typer.Context) -> Catalog:
     return Catalog.open(state(ctx).db)
 
 
-def jsonable(obj: Any) -> Any:
-    """Turn pydantic models, dataclasses, enums, sets and datetimes into plain JSON values.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
-    >>> jsonable({"a": frozenset({"m1", "m0"}), "b": (1, 2.5)})
-    {'a': ['m0', 'm1'], 'b': [1, 2.5]}
+
+def print_json(obj: BaseModel | Sequence[BaseModel]) -> None:
+    """Print a library model (or a list of them) as indented JSON on stdout, for ``--json``.
+
+    Only the library's pydantic models are printed, so ``--json``, the Python API and any other
+    interface give the same shape: ``model_dump(mode="json")``.
     """
-    if hasattr(obj, "model_dump"):
-        return jsonable(obj.model_dump(mode="json"))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not f.name.startswith("_")}
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (set, frozenset)):
-        return sorted(jsonable(v) for v in obj)
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
-
-
-def print_json(obj: Any) -> None:
-    """Print `obj` as indented JSON on stdout (no colour, no wrapping), for ``--json``."""
-    sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
+    data = ([m.model_dump(mode="json") for m in obj] if isinstance(obj, Sequence)
+            else obj.model_dump(mode="json"))
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def fmt_score(value: float | None, digits: int = 3) -> str:

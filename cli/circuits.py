@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from catalog.naming import NodeKind
-from cli._common import console, fmt_score, jsonable, open_catalog, print_json, table
+from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
 
 if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
     from catalog.graph import CircuitGraph
     from catalog.provenance import Circuit
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Model name, e.g. gpt2-small.")]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Task name, e.g. ioi.")]
 
@@ -36,12 +35,13 @@ def import_(
 ) -> None:
     """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML."""
     from catalog.formats import import_file
+    from catalog.views import Imported
 
     cat = open_catalog(ctx)
     ids = import_file(cat, file, format=format, model=model, task=task, name=name,
                       tags=tuple(tag or ()), top_k=top_k)
     if json_:
-        print_json({"ids": ids})
+        print_json(Imported(file=str(file), ids=tuple(ids)))
         return
     for cid in ids:
         console.print(f"imported circuit {cid} from {file}")
@@ -85,10 +85,12 @@ def show(
     json_: JsonOpt = False,
 ) -> None:
     """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
+    from catalog.views import CircuitDetail
+
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
     if json_:
-        print_json(circuit_record(circuit))
+        print_json(CircuitDetail.of(circuit))
         return
     render_circuit(circuit)
     if edges > 0:
@@ -111,19 +113,6 @@ def delete(
 
 
 # --- rendering --------------------------------------------------------------------------------
-
-
-def circuit_record(c: Circuit) -> dict[str, Any]:
-    """The JSON `show` prints: metadata, provenance, metrics, and the in-circuit nodes and edges."""
-    roles, labels = c.graph.roles(), c.graph.labels()
-    return {
-        "id": c.id, "name": c.name, "model": c.model, "task": c.task, "tags": list(c.tags),
-        "run_id": c.run_id, "provenance": jsonable(c.provenance), "metrics": jsonable(c.metrics),
-        "summary": c.graph.summary(),
-        "nodes": [{"id": n.id, "kind": n.kind.value, "score": n.score, "role": roles.get(n.id),
-                   "label": labels.get(n.id)} for n in c.graph.circuit_nodes],
-        "edges": [{"id": e.id, "score": e.score} for e in c.graph.circuit_edges],
-    }
 
 
 _METRICS = (("faithfulness", "faithfulness"), ("cpr", "CPR"), ("cmd", "CMD"))
@@ -173,10 +162,12 @@ _KIND_TITLES = ((NodeKind.INPUT, "input"), (NodeKind.ATTENTION, "attention heads
 
 
 def _render_nodes(g: CircuitGraph) -> None:
+    from catalog.views import by_score
+
     roles, labels = g.roles(), g.labels()
     nodes = g.circuit_nodes
     for kind, title in _KIND_TITLES:
-        of_kind = [n for n in nodes if n.kind is kind]
+        of_kind = by_score([n for n in nodes if n.kind is kind])
         if not of_kind:
             continue
         console.print(f"{title} ({len(of_kind)}):")
@@ -187,7 +178,9 @@ def _render_nodes(g: CircuitGraph) -> None:
 
 
 def _render_edges(g: CircuitGraph, n: int) -> None:
-    ranked = sorted(g.circuit_edges, key=lambda e: (-abs(e.score or 0.0), e.key))
+    from catalog.views import by_score
+
+    ranked = by_score(list(g.circuit_edges))
     console.print(f"edges ({min(n, len(ranked))} of {len(ranked)}, by |score|):")
     rows = table("edge", "score", padding=(0, 2, 0, 2))
     for e in ranked[:n]:

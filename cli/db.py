@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from cli._common import console, print_json, state
+from cli._common import JsonOpt, console, print_json, state
 
 app = typer.Typer(help="Create or upgrade the catalog's database schema.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def _open(ctx: typer.Context):  # -> Catalog, without refusing an out-of-date schema
@@ -22,25 +21,23 @@ def _open(ctx: typer.Context):  # -> Catalog, without refusing an out-of-date sc
 @app.command("upgrade")
 def upgrade(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Migrate the database to the newest schema (creating it if new). Back it up first."""
-    cat = _open(ctx)
-    before = cat.current_revision()
-    cat.upgrade()
-    after = cat.current_revision()
+    status = _open(ctx).upgrade()
+    before, after = status.previous, status.current
     if json_:
-        print_json({"url": cat.url, "from": before, "to": after})
+        print_json(status)
     elif before == after:
-        console.print(f"{cat.url} is already at the newest schema ({after}).")
+        console.print(f"{status.url} is already at the newest schema ({after}).")
     else:
-        console.print(f"upgraded {cat.url} from {before or 'an empty database'} to {after}.")
+        console.print(f"upgraded {status.url} from {before or 'an empty database'} to {after}.")
 
 
 @app.command("current")
 def current(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Print the database's schema revision and the newest one this version knows."""
-    cat = _open(ctx)
-    rev, head = cat.current_revision(), cat.head_revision()
+    status = _open(ctx).schema_status()
     if json_:
-        print_json({"url": cat.url, "current": rev, "head": head, "up_to_date": rev == head})
+        print_json(status)
         return
-    status = "up to date" if rev == head else "run `catalog db upgrade`"
-    console.print(f"{cat.url}: revision {rev or 'none (empty database)'}, newest {head} ({status})")
+    where = "up to date" if status.up_to_date else "run `catalog db upgrade`"
+    console.print(f"{status.url}: revision {status.current or 'none (empty database)'}, "
+                  f"newest {status.head} ({where})")

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli._common import console, err_console, fmt_score, open_catalog, print_json
+from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
@@ -71,6 +70,7 @@ def discover(
 ) -> None:
     """Discover circuits (each task x method is one run) and store them in the catalog."""
     from catalog import jobs
+    from catalog.views import DiscoveryResult
 
     cat = open_catalog(ctx)
     circuits = jobs.discover_many(
@@ -79,29 +79,17 @@ def discover(
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
         name=name, tags=tuple(tag or ()), params={"steps": steps} if steps is not None else None,
         notify=lambda msg: err_console.print(msg))
+    results = [DiscoveryResult.of(c) for c in circuits]
     if json_:
-        print_json([_summary(c) for c in circuits])
+        print_json(results)
         return
     table = Table("id", "run", "task", "method", "nodes", "edges", "heads", "mlps", "faith.", "CPR", "CMD",
                   "seconds", box=None, pad_edge=False)
-    for c in circuits:
-        s = _summary(c)
-        table.add_row(str(c.id), str(c.run_id), c.task, s["method"], str(s["nodes"]), str(s["edges"]),
-                      str(s["heads"]), str(s["mlps"]), fmt_score(s["faithfulness"]), fmt_score(s["cpr"]),
-                      fmt_score(s["cmd"]), f"{s['seconds']:.1f}")
+    for s in results:
+        table.add_row(str(s.id), str(s.run_id), s.task, s.method or "-", str(s.nodes), str(s.edges),
+                      str(s.heads), str(s.mlps), fmt_score(s.faithfulness), fmt_score(s.cpr),
+                      fmt_score(s.cmd), f"{s.seconds:.1f}")
     console.print(table)
-
-
-def _summary(c: Any) -> dict[str, Any]:
-    """What `discover --json` prints for one circuit."""
-    m = c.metrics
-    return {
-        "id": c.id, "run_id": c.run_id, "model": c.model, "task": c.task, "method": c.provenance.method,
-        "selection": c.provenance.selection.describe() if c.provenance.selection else None,
-        **c.graph.summary(), "heads_in_circuit": sorted(c.graph.heads),
-        "faithfulness": m.get("faithfulness"), "cpr": m.get("cpr"), "cmd": m.get("cmd"),
-        "seconds": sum(m.get("timings", {}).values()),
-    }
 
 
 def runs(

@@ -6,30 +6,29 @@ from typing import Annotated
 
 import typer
 
-from cli._common import console, print_json, table
+from cli._common import JsonOpt, console, print_json, table
 
 app = typer.Typer(help="The embedded default model, and task accuracy of any model.",
                   no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command("info")
 def info(json_: JsonOpt = False) -> None:
     """Show the embedded default model: shape, parameter count and training recipe."""
     from catalog.models import DEFAULT_MODEL_DIR
-    from catalog.models.checkpoint import info as checkpoint_info
+    from catalog.views import ModelInfo
 
-    data = checkpoint_info(DEFAULT_MODEL_DIR)
+    data = ModelInfo.of_checkpoint(DEFAULT_MODEL_DIR)
     if json_:
         print_json(data)
         return
-    c, t = data["model_config"], data["training"]
+    c, t = data.architecture, data.training
     recipe = t.get("recipe") or {}
-    console.print(f"{data['name']} (embedded default model, revision {data['revision']})")
+    console.print(f"{data.name} (embedded default model, revision {data.revision})")
     console.print(f"  {c['n_layers']} layers x {c['n_heads']} heads, d_model {c['d_model']}, "
                   f"d_mlp {c['d_mlp']}, vocabulary {c['d_vocab']}, context {c['n_ctx']}")
-    console.print(f"  {data['parameters']:,} parameters, {data['weights_bytes'] / 1e6:.1f} MB safetensors")
+    console.print(f"  {data.parameters:,} parameters, {data.weights_bytes / 1e6:.1f} MB safetensors")
     console.print(f"  trained: {recipe.get('steps')} steps x batch {recipe.get('batch_size')}, AdamW lr "
                   f"{recipe.get('lr')}, {t.get('seconds')} s on CPU; rebuild: {t.get('command')}")
     for phase in t.get("curriculum") or []:
@@ -49,15 +48,17 @@ def accuracy(
     """Top-1 accuracy (whole vocabulary) on each task's held-out names, objects and templates."""
     from catalog.models import load_model
     from catalog.models.accuracy import evaluate_accuracy
+    from catalog.views import AccuracyReport
 
     loaded = load_model(model, device=device)
-    results = evaluate_accuracy(loaded, n=n, seed=seed)
+    report = AccuracyReport(model=loaded.name, is_default=loaded.is_default,
+                            results=evaluate_accuracy(loaded, n=n, seed=seed))
     if json_:
-        print_json({"model": loaded.name, "is_default": loaded.is_default, "results": results})
+        print_json(report)
         return
     console.print(f"model: {loaded.describe()}")
     out = table("task", "accuracy", "chance", "mean metric", "n", "measured on")
-    for key, r in results.items():
-        out.add_row(key, f"{r['accuracy']:.1%}", f"{r['chance']:.1%}",
-                    f"{r['mean_metric']:.3f} ({r['metric']})", str(r["n"]), r["measures"])
+    for key, r in report.results.items():
+        out.add_row(key, f"{r.accuracy:.1%}", f"{r.chance:.1%}",
+                    f"{r.mean_metric:.3f} ({r.metric})", str(r.n), r.measures)
     console.print(out)

@@ -6,33 +6,27 @@ from typing import Annotated
 
 import typer
 
-from cli._common import console, open_catalog, print_json, table
+from cli._common import JsonOpt, console, open_catalog, print_json, table
 
 app = typer.Typer(help="Circuits from the literature shipped with the package.",
                   no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 @app.command("list")
 def list_published(json_: JsonOpt = False) -> None:
     """List the shipped published circuits with their model, task, size and citation."""
     from catalog.published import published_circuits
+    from catalog.views import PublishedInfo
 
-    entries = published_circuits()
+    entries = [PublishedInfo.of(e) for e in published_circuits()]
     if json_:
-        print_json([{"name": e.name, "task": e.circuit.task, "model": e.circuit.model,
-                     "confidence": e.confidence, "heads": sorted(e.circuit.graph.heads),
-                     "mlps": sorted(e.circuit.graph.mlps),
-                     "arxiv": e.arxiv, "citation": e.circuit.provenance.citation,
-                     "file": e.file}
-                    for e in entries])
+        print_json(entries)
         return
-    out = table("name", "task", "model", "heads", "mlps", "confidence", "arXiv")
+    out = table("name", "task", "model", "heads", "mlps", "edges", "confidence", "arXiv")
     for e in entries:
-        g = e.circuit.graph
-        out.add_row(e.name, e.circuit.task, e.circuit.model, str(len(g.heads)),
-                    str(len(g.mlps)), e.confidence, e.arxiv)
+        out.add_row(e.name, e.task, e.model, str(len(e.heads)), str(len(e.mlps)), str(e.edges),
+                    e.confidence, e.arxiv)
     console.print(out)
 
 
@@ -51,7 +45,7 @@ def load(
     rows = cat.list(source="published")
     shown = [r for r in rows if r.id in set(ids)]
     if json_:
-        print_json([{"id": r.id, "name": r.name, "task": r.task, "model": r.model} for r in shown])
+        print_json(shown)
         return
     for r in sorted(shown, key=lambda r: r.id):
         console.print(f"circuit {r.id}: {r.name} ({r.task} on {r.model})")

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli._common import console, fmt_score, open_catalog, print_json, table
+from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
 
 if TYPE_CHECKING:
     from catalog.queries import Comparison, Component, Reuse
     from catalog.queries.compare import Overlaps
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", metavar="MODEL", help="Model whose circuits to use, e.g. gpt2-small.")]
 
@@ -64,7 +63,7 @@ def reuse(
     result = run(open_catalog(ctx), model=model, kinds=kind or None)
     written = reuse_heatmap(result, plot) if plot is not None else None
     if json_:
-        print_json(result.model_dump(mode="json") | ({"plot": str(written)} if written else {}))
+        print_json(result.model_copy(update={"plot": str(written) if written else None}))
         return
     render_reuse(result, limit)
     if written is not None:

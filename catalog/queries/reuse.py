@@ -56,6 +56,7 @@ class Reuse(BaseModel):
     sizes: tuple[int, ...]
     shared: tuple[tuple[int, ...], ...]
     jaccard: tuple[tuple[float | None, ...], ...]
+    plot: str | None = None  # where the heatmap was drawn, when one was asked for
 
 
 def _kinds(kinds: Iterable[NodeKind | str] | None) -> tuple[NodeKind, ...]:

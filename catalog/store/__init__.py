@@ -14,6 +14,7 @@ from catalog.store.records import (
     FindHit,
     Membership,
     RunRecord,
+    SchemaStatus,
     TaskOverlap,
 )
 from catalog.store.schema import RunStatus
@@ -26,6 +27,7 @@ __all__ = [
     "Membership",
     "RunRecord",
     "RunStatus",
+    "SchemaStatus",
     "TaskOverlap",
     "default_path",
     "resolve_url",

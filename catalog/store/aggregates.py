@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from catalog.errors import NotFoundError
 from catalog.graph import AnnotationKind
-from catalog.naming import NodeKind, parse_component, parse_node
+from catalog.naming import NodeKind, format_node, parse_component, parse_node
 from catalog.store.records import ComponentCount, FindHit, Membership, TaskOverlap
 from catalog.store.schema import AnnotationRow, CircuitRow, ModelRow, NodeRow, TaskRow
 
@@ -88,7 +88,8 @@ def task_overlap(s: Session, model: str, names: set[str], kinds: Sequence[str] |
 
 
 def find(s: Session, component: str, names: set[str] | None) -> list[FindHit]:
-    """Circuits containing `component` as a member; an id without position matches any position."""
+    """Circuits containing `component` as a member; an id without position or role matches the
+    component at any position or role (``a1.h0`` finds ``a1.h0@END``), one with a role only that role."""
     c = parse_node(parse_component(component))
     conds: list[Any] = [NodeRow.member.is_(True), NodeRow.kind == c.kind.value]
     for column, value in ((NodeRow.layer, c.layer), (NodeRow.head, c.head), (NodeRow.feature, c.feature),
@@ -97,6 +98,8 @@ def find(s: Session, component: str, names: set[str] | None) -> list[FindHit]:
             conds.append(column == value)
     if c.kind is NodeKind.LOGITS and c.token is not None:
         conds.append(NodeRow.token == c.token)
+    if c.role is not None:  # roles live in the id only (no column): match the id exactly
+        conds.append(NodeRow.node_id == format_node(c))
     if names is not None:
         conds.append(ModelRow.name.in_(names))
     q = (select(NodeRow.circuit_id, CircuitRow.name, ModelRow.name, TaskRow.name, CircuitRow.method,

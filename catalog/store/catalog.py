@@ -52,6 +52,7 @@ from catalog.store.records import (
     FindHit,
     Membership,
     RunRecord,
+    SchemaStatus,
     TaskOverlap,
 )
 from catalog.store.schema import (
@@ -110,9 +111,16 @@ class Catalog:
         """``sqlite`` or ``postgresql``."""
         return self._db.engine.dialect.name
 
-    def upgrade(self, target: str = "head") -> None:
-        """Apply the migrations up to `target` (the newest by default)."""
+    def upgrade(self, target: str = "head") -> SchemaStatus:
+        """Apply the migrations up to `target` (the newest by default); say where it went from."""
+        previous = self.current_revision()
         engine.upgrade(self._db, target)
+        return self.schema_status().model_copy(update={"previous": previous})
+
+    def schema_status(self) -> SchemaStatus:
+        """The database's schema revision and the newest one this version knows."""
+        current, head = self.current_revision(), self.head_revision()
+        return SchemaStatus(url=self.url, current=current, head=head, up_to_date=current == head)
 
     def current_revision(self) -> str | None:
         return engine.current_revision(self._db)

@@ -14,7 +14,7 @@ from typing import Any
 
 from catalog.errors import InvalidInputError
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
-from catalog.naming import QKV, NodeKind
+from catalog.naming import QKV, NodeKind, role_of
 from catalog.provenance import Circuit, Provenance, Selection
 
 _PROVENANCE_TEXT = ("source_format", "source_file", "source_sha256", "method", "dataset_hash", "metric",
@@ -142,7 +142,7 @@ def graph_from(shape: ModelShape, nodes: Iterable[Any], edges: Iterable[Any],
         shape,
         tuple(Node(id=r.node_id, kind=NodeKind(r.kind), layer=r.layer, head=r.head, feature=r.feature,
                    position=r.position, token=r.token, dictionary=r.dictionary, score=r.score,
-                   in_circuit=bool(r.in_circuit)) for r in nodes),
+                   in_circuit=bool(r.in_circuit), role=role_of(r.node_id)) for r in nodes),
         tuple(Edge(r.src, r.dst, QKV(r.qkv) if r.qkv else None, r.score, bool(r.in_circuit)) for r in edges),
         tuple(Annotation(AnnotationKind(r.kind), r.value, r.node_id, tuple(r.members or ())) for r in annotations),
     )

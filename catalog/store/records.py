@@ -40,6 +40,17 @@ class CircuitSummary(_Record):
     run_id: int | None = None
 
 
+class SchemaStatus(_Record):
+    """Where a database's schema stands: its revision, the newest one, and (after an upgrade)
+    the revision it started from."""
+
+    url: str
+    current: str | None
+    head: str
+    up_to_date: bool
+    previous: str | None = None
+
+
 class RunRecord(_Record):
     """A discovery run: status (running, done, failed), timings, error and the circuit it stored."""
 

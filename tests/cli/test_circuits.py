@@ -18,7 +18,8 @@ def test_db_current_then_upgrade_then_current(cli):
     assert info["current"] is None and info["up_to_date"] is False
     up = cli("db", "upgrade", "--json")
     assert up.exit_code == 0, up.stderr
-    assert json.loads(up.stdout)["to"] == info["head"]
+    upgraded = json.loads(up.stdout)
+    assert upgraded["current"] == info["head"] and upgraded["previous"] is None
     again = json.loads(cli("db", "current", "--json").stdout)
     assert again["current"] == info["head"] and again["up_to_date"] is True
 
@@ -146,3 +147,23 @@ def test_import_missing_file_is_one_line_error(cli, tmp_path):
     result = cli("import", tmp_path / "nope.json")
     assert result.exit_code == 1 and result.stderr.startswith("error: ")
     assert json.loads(cli("list", "--json").stdout) == []
+
+
+def test_show_orders_nodes_by_score_and_json_is_the_library_model(cli, db, catalog_with):
+    from catalog.graph import CircuitGraph, ModelShape
+    from catalog.provenance import Circuit, Provenance, Source
+    from catalog.store import Catalog
+    from catalog.views import CircuitDetail
+
+    graph = CircuitGraph.build(
+        ModelShape("toy-2l", n_layers=2, n_heads=2, d_model=8), ["input", "a0.h0", "a0.h1", "a1.h0", "m1", "logits"],
+        [("input", "a0.h0", "v", 1.0), ("input", "a0.h1", "v", 1.0), ("a0.h0", "a1.h0", "q", 0.5),
+         ("a0.h1", "m1", None, 0.1), ("a1.h0", "logits", None, -3.0), ("m1", "logits", None, 0.2)],
+        node_scores={"a0.h0": 0.2, "a0.h1": -5.0, "a1.h0": 1.0, "m1": 0.3})
+    (cid,) = catalog_with(Circuit(graph=graph, task="ioi", provenance=Provenance(source=Source.IMPORT)))
+    heads = cli("show", cid).stdout.split("attention heads (3):")[1].split("MLPs")[0]
+    assert heads.index("a0.h1") < heads.index("a1.h0") < heads.index("a0.h0")  # by |score|
+    record = json.loads(cli("show", cid, "--json").stdout)
+    assert [n["id"] for n in record["nodes"]][:3] == ["a0.h1", "a1.h0", "m1"]
+    assert record["edges"][0]["id"] == "a1.h0->logits"
+    assert record == CircuitDetail.of(Catalog.open(db).get(int(cid))).model_dump(mode="json")

@@ -19,7 +19,7 @@ def test_model_info_reports_shape_parameters_and_recipe() -> None:
     result = CliRunner().invoke(app, ["model", "info", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    cfg = data["model_config"]
+    cfg = data["architecture"]
     assert (cfg["n_layers"], cfg["n_heads"], cfg["d_model"]) == (4, 4, 128)
     per_layer = 4 * 4 * 128 * 32 + 2 * 128 * cfg["d_mlp"]
     assert data["parameters"] > cfg["n_layers"] * per_layer

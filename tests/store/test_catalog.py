@@ -226,3 +226,19 @@ def test_url_resolution(tmp_path, monkeypatch):
         resolve_url("nonsense://::")
     cat = Catalog.open()
     assert cat.url.endswith("env.db") and (tmp_path / "env.db").exists()
+
+
+def test_position_resolved_nodes_round_trip_and_are_found_per_role_or_collapsed(catalog):
+    shape = ModelShape("toy", n_layers=2, n_heads=2)
+    nodes = (Node.of("a1.h0@END", score=0.5), Node.of("a1.h0@S2", score=0.25, in_circuit=False),
+             Node.of("m0@S2", score=1.0), Node.of("a0.h1@S1+1", score=-0.1))
+    circuit = Circuit(CircuitGraph(shape, nodes), "ioi", Provenance(source=Source.DISCOVERY))
+    cid = catalog.add(circuit)
+    back = catalog.get(cid)
+    assert back.graph == circuit.graph
+    assert back.graph.node("m0@S2").role == "S2"
+    assert set(back.graph.position_roles()) == {"S1+1", "S2", "END"}
+    assert [h.node_id for h in catalog.find("a1.h0@END")] == ["a1.h0@END"]
+    assert [h.node_id for h in catalog.find("m0@S2")] == ["m0@S2"]
+    assert catalog.find("a1.h0@S2") == []  # scored, but not in the circuit
+    assert [h.node_id for h in catalog.find("a1.h0")] == ["a1.h0@END"]

@@ -99,3 +99,32 @@ def test_hooks() -> None:
         input_hook("a2.h1", None, 4)
     with pytest.raises(InvalidInputError):
         output_hook("f1.2[x]", 4)
+
+
+@pytest.mark.parametrize("text, role", [("a1.h0@END", "END"), ("m0@S2", "S2"), ("m0@S1+2", "S1+2"),
+                                        ("input@BOS+1", "BOS+1"), ("f3.1200@QOBJ[clt]", "QOBJ"),
+                                        ("a1.h0@CF_OBJ", "CF_OBJ")])
+def test_a_role_is_a_position_suffix(text: str, role: str) -> None:
+    c = parse_node(text)
+    assert (c.role, c.position) == (role, None)
+    assert format_node(c) == text
+    assert parse_component(text) == text
+
+
+def test_integer_positions_keep_working_beside_roles() -> None:
+    assert parse_node("a1.h0@7").position == 7 and parse_node("a1.h0@7").role is None
+
+
+@pytest.mark.parametrize("bad", ["a1.h0@+1", "a1.h0@END+", "a1.h0@1END", "a1.h0@E-1", "a1.h0@END@S2"])
+def test_malformed_roles_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match="component id"):
+        parse_node(bad)
+
+
+def test_collapsing_a_role_gives_the_component() -> None:
+    from catalog.naming import component_of, role_of, with_role
+
+    assert component_of("a1.h0@S1+1") == "a1.h0" and role_of("a1.h0@S1+1") == "S1+1"
+    assert with_role("a1.h0", "END") == "a1.h0@END"
+    with pytest.raises(InvalidInputError, match="role name"):
+        with_role("a1.h0", "1x")
