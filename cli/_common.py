@@ -154,9 +154,12 @@ def print_json(obj: BaseModel | Sequence[BaseModel]) -> None:
     Only the library's pydantic models are printed, so ``--json``, the Python API and any other
     interface give the same shape: ``model_dump(mode="json")``.
     """
+    from catalog.bounds import finite_json
+
     data = ([m.model_dump(mode="json") for m in obj] if isinstance(obj, Sequence)
             else obj.model_dump(mode="json"))
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    # JSON has no NaN or Infinity: a value stored before the catalog refused them prints as null.
+    sys.stdout.write(json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n")
 
 
 def fmt_score(value: float | None, digits: int = 3) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -20,7 +19,7 @@ TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", hel
 
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
     format: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="FORMAT", help="Force a format: catalog-json, eap-ig, circuit-tracer, graphml "
                                "(default: detect).")] = None,

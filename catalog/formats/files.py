@@ -242,10 +242,15 @@ def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(raw: RawFile) -> Any:
-    """Parse JSON strictly and within bounds: duplicate keys are an error (they would silently
+    """Parse an import file's JSON with `loads_bounded`."""
+    return loads_bounded(raw.text, raw.display_name)
+
+
+def loads_bounded(text: str, where: str, max_depth: int | None = None) -> Any:
+    """Parse JSON text strictly and within bounds: duplicate keys are an error (they would silently
     drop an edge); so are NaN/Infinity tokens, integers over 20 digits, and anything `bounds`
     refuses (non-finite floats such as ``1e400``, lone surrogates, nesting over 64 levels)."""
-    from catalog.formats.bounds import (
+    from catalog.bounds import (
         MAX_DOCUMENT_DEPTH,
         MAX_INT_DIGITS,
         _NonFinite,
@@ -256,32 +261,32 @@ def parse_json(raw: RawFile) -> Any:
     )
 
     try:
-        doc = json.loads(raw.text, object_pairs_hook=_pairs_no_duplicates, parse_int=parse_int,
+        doc = json.loads(text, object_pairs_hook=_pairs_no_duplicates, parse_int=parse_int,
                          parse_constant=refuse_constant)
     except _DuplicateKey as exc:
         raise FormatError(
-            f"{raw.display_name}: the key '{exc.args[0]}' appears twice in one object; "
+            f"{where}: the key '{exc.args[0]}' appears twice in one object; "
             "remove the duplicate (e.g. an edge listed twice)."
         ) from None
     except _TooLong as exc:
         raise FormatError(
-            f"{raw.display_name} holds an integer {exc.digits} digits long (at most "
+            f"{where} holds an integer {exc.digits} digits long (at most "
             f"{MAX_INT_DIGITS}); no circuit value is that large. The file is corrupt."
         ) from None
     except _NonFinite as exc:
         raise FormatError(
-            f"{raw.display_name} holds {exc.args[0]}, which is not JSON; only finite numbers are allowed."
+            f"{where} holds {exc.args[0]}, which is not JSON; only finite numbers are allowed."
         ) from None
     except json.JSONDecodeError as exc:
         raise FormatError(
-            f"{raw.display_name} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); the file may be truncated. Export it again."
         ) from None
     except RecursionError:
-        raise FormatError(f"{raw.display_name} nests too deeply to be a circuit file.") from None
+        raise FormatError(f"{where} nests too deeply to be a circuit file.") from None
     except ValueError as exc:  # anything else the decoder refuses (e.g. an out-of-range number)
-        raise FormatError(f"{raw.display_name} is not valid JSON ({exc}).") from None
-    check_json_value(doc, raw.display_name, max_depth=MAX_DOCUMENT_DEPTH)
+        raise FormatError(f"{where} is not valid JSON ({exc}).") from None
+    check_json_value(doc, where, max_depth=max_depth or MAX_DOCUMENT_DEPTH)
     return doc
 
 

@@ -21,7 +21,8 @@ from typing import IO, Any
 
 from catalog.errors import FormatError
 from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
-from catalog.formats.files import RawFile
+from catalog.bounds import MAX_DEPTH
+from catalog.formats.files import RawFile, loads_bounded
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit
 
@@ -87,10 +88,7 @@ def _json_attr(attrs: dict[str, Any], key: str, raw: RawFile, default: Any) -> A
     value = attrs[key]
     if not isinstance(value, str):
         raise FormatError(f"{raw.display_name}: graph attribute '{key}' must be a JSON string.")
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        raise FormatError(f"{raw.display_name}: graph attribute '{key}' is not valid JSON.") from None
+    return loads_bounded(value, f"{raw.display_name}: graph attribute '{key}'", max_depth=MAX_DEPTH)
 
 
 def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | None = None,

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from catalog.errors import CatalogError, FormatError, InvalidInputError, suggest
 from catalog.formats import catalog_json, circuit_tracer, eap_ig, graphml
+from catalog.formats.common import check_circuit
 from catalog.formats.files import RawFile, parse_json, read_text
 from catalog.provenance import Circuit
 
@@ -134,9 +135,13 @@ def _read(path: str | os.PathLike[str], format: str | None, model: str | None, t
     reader = FORMATS[slug].reader
     if reader is None:
         raise FormatError(f"Format {slug} cannot be imported.")
+    if doc is not None:
+        raw = replace(raw, text="")  # parsed: let the text go before the circuits are built
     circuits = reader(raw, doc, model=model, task=task, name=name, top_k=top_k)
     if not circuits:
         raise FormatError(f"{raw.display_name} holds no circuit.")
+    for i, c in enumerate(circuits):
+        check_circuit(c, raw.display_name if len(circuits) == 1 else f"{raw.display_name} circuit {i + 1}")
     return circuits
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Select, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from catalog.bounds import stored_mapping
 from catalog.errors import (
     AmbiguousReferenceError,
     InvalidInputError,
@@ -257,7 +258,7 @@ class Catalog:
             tags = s.scalars(select(TagRow.tag).where(TagRow.circuit_id == cid).order_by(TagRow.position)).all()
             return Circuit(graph=graph_from(shape, nodes, edges, anns), task=task,
                            provenance=provenance_from(row), name=row.name, tags=tuple(tags),
-                           metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
+                           metrics=stored_mapping(row.metrics), id=cid, run_id=row.run_id)
 
     def delete(self, circuit_id: int) -> None:
         """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
@@ -316,7 +317,7 @@ class Catalog:
         """
         text = str(ref).strip()
         if text.lstrip("#").isdigit():
-            cid = int(text.lstrip("#"))
+            cid = _as_id(text)
             with self._db.session_scope() as s:
                 if s.get(CircuitRow, cid) is None:
                     raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -448,12 +449,15 @@ class Catalog:
 
 
 def _as_id(value: Any, what: str = "circuit") -> int:
-    try:
-        out = int(str(value).lstrip("#")) if not isinstance(value, bool) else None
+    text = str(value).lstrip("#")
+    try:  # ids are database integers: at most 19 digits, so no huge literal reaches int()
+        out = int(text) if not isinstance(value, bool) and len(text) <= 19 else None
     except ValueError:
         out = None
-    if out is None or out < 1:
-        raise InvalidInputError(f"'{value}' is not a {what} id; ids are positive integers (see `catalog list`).")
+    if out is None or out < 1 or out > 2**63 - 1:
+        shown = text if len(text) <= 40 else f"{text[:20]}...{text[-8:]}"
+        raise InvalidInputError(f"'{shown}' is not a {what} id; ids are positive integers below 2^63 "
+                                "(see `catalog list`).")
     return out
 
 
@@ -506,7 +510,7 @@ def _summary(r: Any, tags: tuple[str, ...]) -> CircuitSummary:
         id=r.id, name=r.name, model=r.model, task=r.task, method=r.method, source=r.source,
         n_nodes=r.n_nodes, n_edges=r.n_edges, n_heads=r.n_heads, n_mlps=r.n_mlps, n_features=r.n_features,
         n_scored_edges=r.n_scored_edges, created_at=utc(r.created_at), added_at=utc(r.added_at),
-        tags=tags, metrics=dict(r.metrics or {}), run_id=r.run_id,
+        tags=tags, metrics=stored_mapping(r.metrics), run_id=r.run_id,
     )
 
 

@@ -78,6 +78,8 @@ BoundedInt = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
 
 
 def _describe(path: list[str | int]) -> str:
+    if len(path) > 8:  # a deep path is shown by its ends, to keep the message one short line
+        return _describe(path[:3]) + f"...({len(path) - 5} levels)..." + _describe(path[-2:])
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
@@ -152,3 +154,99 @@ def refuse_constant(name: str) -> Any:
 
 class _NonFinite(ValueError):
     """NaN or an infinity spelled as a JSON token."""
+
+
+DEEP_PLACEHOLDER = "<nested too deeply to show>"
+
+
+def clip_json(value: Any, max_depth: int = MAX_DEPTH) -> Any:
+    """A copy of a JSON value with everything nested deeper than `max_depth` replaced by
+    `DEEP_PLACEHOLDER`, built without recursion.
+
+    For values read back from a catalog written before these bounds existed: one odd circuit
+    then shows a placeholder instead of breaking every listing that serialises it.
+
+    >>> clip_json({"a": [[["x"]]]}, max_depth=2)
+    {'a': ['<nested too deeply to show>']}
+    """
+    if not isinstance(value, (dict, list)):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        src, dst, depth = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for key, item in items:
+            if isinstance(item, (dict, list)):
+                if depth >= max_depth:
+                    out: Any = DEEP_PLACEHOLDER
+                else:
+                    out = {} if isinstance(item, dict) else []
+                    stack.append((item, out, depth + 1))
+            else:
+                out = item
+            if isinstance(dst, dict):
+                dst[str(key)] = out
+            else:
+                dst.append(out)
+    return root
+
+
+def load_stored_json(text: str | bytes) -> Any:
+    """Decode a JSON column read from the catalog, never failing: a value the decoder cannot
+    read (nested past the interpreter's stack, a huge integer) becomes `DEEP_PLACEHOLDER`, and
+    the rest is clipped with `clip_json`, so one odd circuit cannot break a listing.
+
+    >>> load_stored_json('{"f": 1e400}')
+    {'f': inf}
+    >>> load_stored_json("[" * 5000 + "]" * 5000)
+    '<nested too deeply to show>'
+    """
+    import json
+
+    try:
+        return clip_json(json.loads(text))
+    except (RecursionError, ValueError):
+        return DEEP_PLACEHOLDER
+
+
+def finite_json(value: Any) -> Any:
+    """A copy of a JSON value with NaN and infinities replaced by None (JSON has no token for
+    them), built without recursion; for printing values read from a catalog.
+
+    >>> finite_json({"f": float("inf"), "g": [1.5, float("nan")]})
+    {'f': None, 'g': [1.5, None]}
+    """
+    def leaf(x: Any) -> Any:
+        return None if isinstance(x, float) and not math.isfinite(x) else x
+
+    if not isinstance(value, (dict, list, tuple)):
+        return leaf(value)
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any]] = [(value, root)]
+    while stack:
+        src, dst = stack.pop()
+        items = src.items() if isinstance(src, dict) else enumerate(src)
+        for key, item in items:
+            if isinstance(item, (dict, list, tuple)):
+                out: Any = {} if isinstance(item, dict) else []
+                stack.append((item, out))
+            else:
+                out = leaf(item)
+            if isinstance(dst, dict):
+                dst[key] = out
+            else:
+                dst.append(out)
+    return root
+
+
+def stored_mapping(value: Any) -> dict[str, Any]:
+    """A JSON object column as read back: anything but an object (a value the decoder gave up
+    on, or a row from before validation) reads as ``{"unreadable": DEEP_PLACEHOLDER}``.
+
+    >>> stored_mapping({"a": 1}), stored_mapping(None), stored_mapping("x")
+    ({'a': 1}, {}, {'unreadable': '<nested too deeply to show>'})
+    """
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, dict) else {"unreadable": DEEP_PLACEHOLDER}
