@@ -104,6 +104,37 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
     return circuits
 
 
+def path(task: str | None, sender: str, receivers: Sequence[str], model: Any = None,
+         freeze: str = "wang", ablation: Ablation | str = Ablation.COUNTERFACTUAL, n: int | None = None,
+         seed: int = 0, batch_size: int | None = None, device: str | None = None, dtype: str = "float32",
+         task_file: str | Path | None = None, progress: bool = True, notify: Notify | None = None) -> Any:
+    """Answer one path-patching question on a task's prompts; returns a `PathResult` (nothing is stored).
+
+    `sender` is ``NODE[@ROLE]``; each receiver ``NODE[@ROLE][<q|k|v>]`` (see
+    `catalog.discovery.path_patching`). Bad ids and conventions fail before any model loads.
+    """
+    from catalog.discovery.path_patching import freeze_of, parse_receiver, parse_sender, path_effect
+
+    parse_sender(sender)
+    for r in receivers:
+        parse_receiver(r)
+    if not receivers:
+        raise InvalidInputError("Name at least one receiver: logits, a head (a2.h1, a2.h1<q>) or an MLP (m3).")
+    freeze_of(freeze)
+    n = DEFAULT_N if n is None else n
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if n < 1 or batch_size < 1:
+        raise InvalidInputError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size}).")
+    (task_name, task_spec), *more = _task_specs([task] if task else [], task_file, None)
+    if more:
+        raise InvalidInputError("Path patching answers one question on one task: give --task or --task-file, not both.")
+    loaded = _load(model, device, dtype, notify or (lambda _msg: None))
+    ds = task_spec.build(loaded, n=n, seed=seed)
+    with _progress(progress, f"{task_name} / path patching") as bar:
+        return path_effect(loaded, ds, sender, receivers, freeze, ablation, batch_size, task=task_name,
+                           progress=bar)
+
+
 def _task_specs(tasks: Sequence[str], task_file: str | Path | None, dataset: Any) -> list[tuple[str, Any]]:
     """(task name, TaskSpec or None) for each task to run, checked before any model loads."""
     if dataset is not None:

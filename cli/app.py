@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, discover, export, model, published, queries
+from cli import circuits, db, discover, draw, export, model, published, queries
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ def root(
 # In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
 app.command("discover")(discover.discover)
 app.command("runs")(discover.runs)
+app.command("path")(discover.path)
 app.command("import")(circuits.import_)
 app.command("list")(circuits.list_)
 app.command("show")(circuits.show)
@@ -47,6 +48,7 @@ app.command("delete")(circuits.delete)
 app.command("compare")(queries.compare)
 app.command("reuse")(queries.reuse)
 app.command("find")(queries.find)
+app.command("draw")(draw.draw)
 app.command("export")(export.export)
 app.add_typer(published.app, name="published")
 app.add_typer(model.app, name="model")

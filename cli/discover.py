@@ -1,7 +1,8 @@
-"""`catalog discover` (find circuits and store them as runs) and `catalog runs` (list the runs).
+"""`catalog discover` (find circuits and store them as runs), `catalog path` (one path-patching
+question) and `catalog runs` (list the runs).
 
-Thin: parse options, call `catalog.jobs.discover_many` or `Catalog.list_runs`, render. torch is
-imported only inside the discover command body, through `catalog.jobs`.
+Thin: parse options, call `catalog.jobs.discover_many`, `catalog.jobs.path` or `Catalog.list_runs`,
+render. torch is imported only inside the discover and path command bodies, through `catalog.jobs`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import typer
 from rich.table import Table
 
 from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
-
 
 
 def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
@@ -90,6 +90,48 @@ def discover(
                       str(s.heads), str(s.mlps), fmt_score(s.faithfulness), fmt_score(s.cpr),
                       fmt_score(s.cmd), f"{s.seconds:.1f}")
     console.print(table)
+
+
+def path(
+    sender: Annotated[str, typer.Argument(
+        metavar="SENDER", help="What is patched: a head (a1.h0), an MLP (m0) or input, optionally at a "
+                               "role or token index (a1.h0@END, m0@5).")],
+    receivers: Annotated[list[str], typer.Argument(
+        metavar="RECEIVER...", help="Where its change may enter: logits, a head's inputs (a2.h1 = q, k and "
+                                    "v; 'a2.h1<q>'; 'a2.h1@END<k>') or an MLP's input (m3).")],
+    task: Annotated[str, typer.Option(
+        "--task", "-t", metavar="TASK", help="Task whose prompts to use (default ioi).")] = "ioi",
+    task_file: Annotated[Path | None, typer.Option(
+        "--task-file", metavar="FILE.jsonl", help="Your own task file instead of --task.")] = None,
+    freeze: Annotated[str, typer.Option(
+        "--freeze", metavar="wang|direct", help="wang (default): every other head frozen at its clean "
+                                               "output, MLPs recomputed; direct: every other head and MLP "
+                                               "frozen (the direct path only).")] = "wang",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="MODEL", help="TransformerLens name or local folder (default: the "
+                                               "embedded model).")] = None,
+    ablation: Annotated[str, typer.Option(
+        "--ablation", metavar="ABLATION", help="The sender's patched value: counterfactual, mean or "
+                                               "zero.")] = "counterfactual",
+    n: Annotated[int | None, typer.Option("--n", metavar="N", help="Examples (default 128).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Dataset seed.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", metavar="B", help="Examples per forward pass (default 32).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", metavar="DEVICE", help="cpu, cuda, ... (default: CUDA when present).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Path patching: how much the task metric drops when SENDER's change reaches only RECEIVERs."""
+    from catalog import jobs
+
+    result = jobs.path(None if task_file else task, sender, receivers, model=model, freeze=freeze,
+                       ablation=ablation, n=n, seed=seed, batch_size=batch_size, device=device,
+                       task_file=task_file, progress=not json_, notify=lambda msg: err_console.print(msg))
+    if json_:
+        print_json(result)
+        return
+    console.print(f"{result.task} on {result.model}: {result.describe()}")
+    console.print(f"freezing: {result.freeze_description}")
 
 
 def runs(

@@ -35,6 +35,7 @@ class FormatSpec:
     reader: Reader | None
     writer: Writer | None = None
     binary_writer: bool = False  # the writer takes a bytes handle
+    writes_selection: bool = False  # the writer takes all_edges (else it writes every edge)
     is_json: bool = True
 
 
@@ -48,7 +49,7 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("circuit-tracer", "circuit-tracer / Neuronpedia attribution-graph JSON",
                    (".json",), circuit_tracer.read),
         FormatSpec("graphml", "GraphML written by circuit-catalog (Gephi, Cytoscape, networkx)",
-                   (".graphml", ".xml"), graphml.read, graphml.write, binary_writer=True,
+                   (".graphml", ".xml"), graphml.read, graphml.write, binary_writer=True, writes_selection=True,
                    is_json=False),
     )
 }
@@ -180,14 +181,21 @@ class _TextToBytes(io.RawIOBase):
         return len(b)
 
 
-def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike[str] | IO[Any]) -> None:
+def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike[str] | IO[Any],
+                  all_edges: bool = False) -> None:
     """Write `circuit` as `format` (graphml, json, eap-ig) to a path (``.gz`` compresses) or an
-    open file. A path is written completely or not at all."""
+    open file. A path is written completely or not at all.
+
+    GraphML holds only the circuit unless `all_edges`; the other formats always keep every scored
+    edge (their readers expect the whole graph with in-circuit flags)."""
     spec = get_format(format)
     if spec.writer is None:
         writable = [s for s, f in FORMATS.items() if f.writer]
         raise InvalidInputError(f"Format {spec.slug} can be imported but not exported; use one of "
                                 f"{', '.join(writable)}.")
+    if spec.writes_selection:
+        circuit_writer = spec.writer  # the selection-aware writer
+        spec = replace(spec, writer=lambda c, fh: circuit_writer(c, fh, all_edges=all_edges))
     if hasattr(path_or_file, "write"):
         fh, _ = _open_out(path_or_file, spec.binary_writer)
         spec.writer(circuit, fh)

@@ -86,7 +86,7 @@ def test_neuronpedia_graph_with_error_nodes(fixtures):
 @pytest.mark.slow
 def test_mib_example_survives_every_writer(mib_ioi, tmp_path):
     for fmt in ("json", "graphml"):
-        write_circuit(mib_ioi, fmt, tmp_path / f"c.{fmt}.gz")
+        write_circuit(mib_ioi, fmt, tmp_path / f"c.{fmt}.gz", all_edges=True)
         back = read_circuits(tmp_path / f"c.{fmt}.gz")[0]
         assert back.graph == mib_ioi.graph and back.provenance == mib_ioi.provenance
     write_circuit(mib_ioi, "eap-ig", tmp_path / "ioi.json")
