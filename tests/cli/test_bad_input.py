@@ -258,7 +258,7 @@ def _graphml_attr(key: str, value: str) -> bytes:
     from xml.sax.saxutils import escape
 
     text = example_text("graphml")
-    key_id = re.search(rf'<key id="(d\d+)" for="graph" attr.name="{key}"', text)
+    key_id = re.search(rf'<key id="([^"]+)" for="graph" attr.name="{key}"', text)
     assert key_id, text[:2000]
     out, n = re.subn(rf'(<data key="{key_id.group(1)}">)[^<]*(</data>)',
                      lambda m: m.group(1) + escape(value) + m.group(2), text, count=1)
