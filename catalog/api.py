@@ -4,7 +4,7 @@
 
     cat = cc.open_catalog("circuits.db")          # or None: $CATALOG_DB, then the default path
     cc.load_published(cat)
-    ids = cc.import_file(cat, "graph.json", model="gpt2-small", task="ioi")
+    ids = [a.id for a in cc.import_file(cat, "graph.json", model="gpt2-small", task="ioi")]
     result = cc.compare(cat, "ioi", "greater-than", model="gpt2-small")
     cc.write_circuit(cat.get(ids[0]), "graphml", "ioi.graphml")
 

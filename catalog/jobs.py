@@ -1,7 +1,8 @@
 """Discovery jobs: score, select and evaluate a circuit, recorded in the catalog as a run.
 
-Each (task, method) pair is one run: ``running`` when it starts, ``done`` with its circuit
-stored in the same transaction, or ``failed`` with the error (Ctrl-C included) and no circuit.
+Each (task, method) pair is one run: ``running`` when it starts (with a heartbeat), ``done``
+with its circuit stored in the same transaction, ``failed`` with the error, or ``interrupted``
+with the signal (Ctrl-C, SIGTERM, SIGHUP), and then no circuit.
 The error is then re-raised for the caller (the CLI turns it into one line, or exit code 130).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import get_method
-from catalog.errors import CatalogError, InvalidInputError, TaskError, suggest
+from catalog.errors import InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
     Circuit,
@@ -183,8 +184,9 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         dataset_hash=getattr(ds, "dataset_hash", None), dataset_size=len(ds), seed=seed,
         metric=getattr(ds, "metric_name", None), ablation=ablation, selection=selection,
     )
-    run_id = cat.start_run(shape, task, provenance)
-    try:
+    # tracked_run: heartbeat while scoring; on an error, Ctrl-C, SIGTERM or SIGHUP the run is
+    # recorded as failed or interrupted, with the reason, before the error goes on.
+    with cat.tracked_run(shape, task, provenance) as run_id:
         timings = {"dataset": round(built_s, 3)}
         with _progress(progress, f"{task} / {method}") as bar:
             torch.manual_seed(seed)
@@ -204,13 +206,6 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         metrics["timings"] = timings
         circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
         cid = cat.finish_run(run_id, circuit)
-    except BaseException as e:  # Ctrl-C too: the run must not stay "running"
-        message = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        try:
-            cat.fail_run(run_id, message)
-        except CatalogError as bookkeeping:  # the original error matters more; keep both
-            e.add_note(f"The run could not be marked failed either: {bookkeeping}")
-        raise
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
 
 

@@ -56,12 +56,16 @@ app.add_typer(db.app, name="db")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM and SIGHUP (like Ctrl-C) become exceptions, so an
+    import or discovery that is stopped rolls back or records why instead of dying mid-write."""
+    from catalog import signals
+
+    signals.install()
     try:
         app(prog_name="catalog")
-    except KeyboardInterrupt:  # outside a command (commands map it themselves)
-        err_console.print("error: interrupted.", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:  # outside a command (commands map it themselves)
+        err_console.print(f"error: {getattr(e, 'reason', 'interrupted')}.", markup=False)
+        sys.exit(getattr(e, "exit_code", EXIT_INTERRUPTED))
 
 
 if __name__ == "__main__":

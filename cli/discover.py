@@ -72,7 +72,7 @@ def discover(
     from catalog import jobs
     from catalog.views import DiscoveryResult
 
-    cat = open_catalog(ctx)
+    cat = open_catalog(ctx, create=True)
     circuits = jobs.discover_many(
         cat, task or [], method or ["eap-ig"], model=model, ablation=ablation,
         selection=_selection(top_k, threshold, faithfulness, absolute), n=n, seed=seed,
@@ -136,23 +136,42 @@ def path(
 
 def runs(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", metavar="STATUS", help="running, done or failed.")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", metavar="STATUS", help="running, done, failed, interrupted or stale.")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Only runs on this model.")] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Only runs for this task.")] = None,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="Mark stale runs (running, but their process is gone) failed, with the reason.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """List discovery runs with their status, timing and the circuit each stored."""
-    rows = open_catalog(ctx).list_runs(status=status, model=model, task=task)
+    """List discovery runs with their status, timing and the circuit each stored.
+
+    A run whose process died without a word (killed, power loss) shows as stale; --cleanup
+    records those as failed."""
+    cat = open_catalog(ctx)
+    if cleanup:
+        cleaned = cat.cleanup_runs()
+        if json_:
+            print_json(cleaned)
+            return
+        for r in cleaned:
+            console.print(f"run {r.id}: marked failed ({r.error})")
+        if not cleaned:
+            console.print("no stale runs.")
+        return
+    rows = cat.list_runs(status=status, model=model, task=task)
     if json_:
         print_json(rows)
         return
     if not rows:
         console.print("no runs yet (start one with `catalog discover --task ioi`).")
         return
-    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "error",
+    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "owner", "error",
                   box=None, pad_edge=False)
     for r in rows:
-        table.add_row(str(r.id), r.status, r.model, r.task, r.provenance.method or "-",
+        owner = f"{r.pid}@{r.host}" if r.host and r.pid else "-"
+        table.add_row(str(r.id), r.state, r.model, r.task, r.provenance.method or "-",
                       r.started_at.strftime("%Y-%m-%d %H:%M:%S"), fmt_score(r.seconds),
-                      ",".join(map(str, r.circuit_ids)) or "-", r.error or "")
+                      ",".join(map(str, r.circuit_ids)) or "-", owner,
+                      r.error or (f"{r.stale_reason}; `catalog runs --cleanup` marks it failed" if r.stale else ""))
     console.print(table)

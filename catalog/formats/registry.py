@@ -18,7 +18,7 @@ from catalog.formats.files import RawFile, parse_json, read_text
 from catalog.provenance import Circuit
 
 if TYPE_CHECKING:
-    from catalog.store import Catalog
+    from catalog.store import Added, Catalog
 
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 Reader = Callable[..., list[Circuit]]
@@ -218,26 +218,18 @@ def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike
 
 def import_file(cat: Catalog, path: str | os.PathLike[str], format: str | None = None,
                 model: str | None = None, task: str | None = None, name: str | None = None,
-                tags: Iterable[str] = (), top_k: int | None = None) -> list[int]:
-    """Read and validate every circuit in `path`, then add them to `cat`; return the new ids.
+                tags: Iterable[str] = (), top_k: int | None = None,
+                allow_duplicate: bool = False) -> list[Added]:
+    """Read and validate every circuit in `path`, then add them all to `cat` in one transaction.
 
-    Nothing is written unless the whole file reads; if adding a later circuit fails, the ones
-    already added are deleted again, so a failed import leaves the catalog unchanged.
+    All or none: a failed read adds nothing, and a failed or interrupted write (Ctrl-C, SIGTERM)
+    rolls every circuit of the file back. A circuit already in the catalog (same content, e.g.
+    the same file imported again) is not stored twice: its `Added` names the existing id, with
+    ``duplicate=True``. `allow_duplicate` stores it again anyway.
     """
     circuits = read_circuits(path, format=format, model=model, task=task, name=name, top_k=top_k)
     extra = tuple(t for t in tags if t)
     if len(circuits) > 1 and name:
         circuits = [replace(c, name=f"{name} ({i + 1})") for i, c in enumerate(circuits)]
     circuits = [replace(c, tags=tuple(dict.fromkeys(c.tags + extra))) if extra else c for c in circuits]
-    ids: list[int] = []
-    try:
-        for c in circuits:
-            ids.append(cat.add(c))
-    except BaseException:
-        for done in reversed(ids):
-            try:
-                cat.delete(done)
-            except CatalogError:
-                pass
-        raise
-    return ids
+    return cat.add_many(circuits, allow_duplicate=allow_duplicate)

@@ -40,7 +40,7 @@ def loaded_db(tmp_path_factory) -> tuple[Path, str, list[int]]:
     from catalog.published import load_published
     from catalog.store import Catalog
 
-    ids = load_published(Catalog.open(db))
+    ids = [a.id for a in load_published(Catalog.open(db))]
     return tmp, db, ids
 
 

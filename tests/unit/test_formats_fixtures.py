@@ -99,8 +99,9 @@ def test_import_into_a_catalog_and_failure_leaves_it_unchanged(fixtures, tmp_pat
     from catalog.store import Catalog
 
     cat = Catalog.open(str(tmp_path / "c.db"))
-    ids = import_file(cat, fixtures / "eap-ig_ugs_ioi_interpbench.json", tags=("mib",))
-    ids += import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json", task="state-capital")
+    ids = [a.id for a in import_file(cat, fixtures / "eap-ig_ugs_ioi_interpbench.json", tags=("mib",))]
+    ids += [a.id for a in import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json",
+                                      task="state-capital")]
     before = [(r.id, r.n_edges) for r in cat.list()]
     assert len(before) == 2
     got = cat.get(ids[0])
