@@ -48,7 +48,7 @@ def _odd_catalog(sqlite_cli, tmp_path) -> Any:
     good = tmp_path / "good.json"
     good.write_text(example_text("catalog-json"), encoding="utf-8")
     for i in range(5):
-        assert cli("import", good, "--name", f"c{i}").exit_code == 0
+        assert cli("import", good, "--name", f"c{i}", "--allow-duplicate").exit_code == 0
     con = sqlite3.connect(db)
     with con:
         con.execute("UPDATE circuits SET metrics = ? WHERE id = 1", ('{"faithfulness": 1e400, "cpr": NaN}',))
