@@ -114,7 +114,7 @@ def make_files(folder: Path, scale: int) -> list[tuple[str, Path, str]]:
     circuit = read_circuits(eap, model="gpt2-small", task="ioi")[0]
     for fmt, name in (("json", "ioi_catalog.json"), ("graphml", "ioi_catalog.graphml")):
         path = folder / name
-        write_circuit(circuit, fmt, path)
+        write_circuit(circuit, fmt, path, all_edges=True)  # every scored edge, as eap-ig holds
         out.append(("catalog-json" if fmt == "json" else fmt, path, ""))
     return out
 

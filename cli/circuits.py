@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from catalog.naming import NodeKind
-from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
+from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, safe_text, table
 
 if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
     from catalog.graph import CircuitGraph
@@ -116,8 +116,8 @@ def delete(
     cat = open_catalog(ctx)
     circuit = cat.get(circuit_id)
     if not yes:
-        typer.confirm(f"Delete circuit {circuit_id} ({circuit.name or circuit.task} on "
-                      f"{circuit.model})?", abort=True)
+        typer.confirm(safe_text(f"Delete circuit {circuit_id} ({circuit.name or circuit.task} on "
+                                f"{circuit.model})?"), abort=True)
     cat.delete(circuit_id)
     console.print(f"deleted circuit {circuit_id}")
 
