@@ -189,7 +189,7 @@ def _top_components(graph: CircuitGraph, k: int, include_io: bool) -> CircuitGra
     return graph.restrict_to(keep)
 
 
-def _side(circuit: Circuit) -> Side:
+def side_of(circuit: Circuit) -> Side:
     size = circuit.graph.summary()
     return Side(id=circuit.id or 0, name=circuit.name, model=circuit.model, task=circuit.task,
                 method=circuit.provenance.method, nodes=size["nodes"], edges=size["edges"],
@@ -203,6 +203,14 @@ def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, 
     on; several such models, or circuits on different models, are refused with the candidates
     listed. `matched_k` adds the figures at a matched size (see `Matched`). Loads only these
     two graphs."""
+    ca, cb = compare_models(cat, a, b, model)
+    return Comparison(a=side_of(ca), b=side_of(cb), include_io=include_io,
+                      matched=at_matched_size(ca.graph, cb.graph, matched_k, include_io) if matched_k else None,
+                      **overlaps(ca.graph, cb.graph, include_io))
+
+
+def compare_models(cat: Catalog, a: str | int, b: str | int, model: str | None = None) -> tuple[Circuit, Circuit]:
+    """The two circuits `a` and `b` name, on one model (see `compare` for how names resolve)."""
     if model is None:
         model = _common_model(cat, str(a), str(b))
     ca, cb = cat.get(cat.resolve(a, model)), cat.get(cat.resolve(b, model))
@@ -211,9 +219,7 @@ def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, 
             f"Circuit #{ca.id} is on {ca.model} and #{cb.id} on {cb.model}: component ids only correspond "
             "within one model. Compare circuits of the same model (use --model to pick one)."
         )
-    return Comparison(a=_side(ca), b=_side(cb), include_io=include_io,
-                      matched=at_matched_size(ca.graph, cb.graph, matched_k, include_io) if matched_k else None,
-                      **overlaps(ca.graph, cb.graph, include_io))
+    return ca, cb
 
 
 def _common_model(cat: Catalog, a: str, b: str) -> str | None:

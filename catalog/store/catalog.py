@@ -19,6 +19,7 @@ from sqlalchemy import Select, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from catalog.attention import AttentionPatterns
 from catalog.bounds import stored_mapping
 from catalog.errors import (
     AmbiguousReferenceError,
@@ -65,6 +66,7 @@ from catalog.store.records import (
 )
 from catalog.store.schema import (
     AnnotationRow,
+    AttentionRow,
     CircuitRow,
     EdgeRow,
     ModelRow,
@@ -75,6 +77,7 @@ from catalog.store.schema import (
     TaskRow,
 )
 
+_MAX_ID = 2**63 - 1  # the widest integer SQLite and PostgreSQL (bigint) store
 _BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
 
 
@@ -343,11 +346,21 @@ class Catalog:
                        provenance=provenance_from(row), name=row.name, tags=tuple(tags),
                        metrics=stored_mapping(row.metrics), id=cid, run_id=row.run_id)
 
+    def attention(self, circuit_id: int) -> AttentionPatterns | None:
+        """The attention patterns recorded with a discovered circuit (None when none were:
+        imported and published circuits, or discovery on a model without heads)."""
+        cid = _as_id(circuit_id)
+        with self._db.session_scope() as s:
+            if s.get(CircuitRow, cid) is None:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+            data = s.scalar(select(AttentionRow.data).where(AttentionRow.circuit_id == cid))
+        return None if data is None else AttentionPatterns.model_validate(data)
+
     def delete(self, circuit_id: int) -> None:
         """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
         cid = _as_id(circuit_id)
         with self._db.session_scope(write=True) as s:
-            for table in (TagRow, AnnotationRow, EdgeRow, NodeRow):  # explicit: no reliance on cascades
+            for table in (TagRow, AnnotationRow, EdgeRow, NodeRow, AttentionRow):  # explicit: no reliance on cascades
                 s.execute(delete(table).where(table.circuit_id == cid))
             if s.execute(delete(CircuitRow).where(CircuitRow.id == cid)).rowcount == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -476,11 +489,14 @@ class Catalog:
                                f"either: {bookkeeping}")
             raise
 
-    def finish_run(self, run_id: int, circuit: Circuit) -> int:
-        """Store the run's circuit and mark the run ``done``, in one transaction; the circuit id."""
+    def finish_run(self, run_id: int, circuit: Circuit, attention: AttentionPatterns | None = None) -> int:
+        """Store the run's circuit (and its heads' attention patterns, if recorded) and mark the
+        run ``done``, in one transaction; the circuit id."""
         with self._db.session_scope(write=True) as s:
             self._running(s, run_id)
             cid = self._insert(s, replace(circuit, run_id=run_id), run_id)
+            if attention is not None:
+                s.add(AttentionRow(circuit_id=cid, data=attention.model_dump(mode="json")))
             s.execute(update(RunRow).where(RunRow.id == run_id)
                       .values(status=RunStatus.DONE.value, finished_at=_now(), error=None))
             return cid
@@ -589,14 +605,17 @@ class Catalog:
 
 def _as_id(value: Any, what: str = "circuit") -> int:
     text = str(value).lstrip("#")
-    try:  # ids are database integers: at most 19 digits, so no huge literal reaches int()
-        out = int(text) if not isinstance(value, bool) and len(text) <= 19 else None
+    try:  # ids are database integers: a longer literal is out of range, and never reaches int()
+        out = None if isinstance(value, bool) else _MAX_ID + 1 if text.isdigit() and len(text) > 19 else int(text)
     except ValueError:
         out = None
-    if out is None or out < 1 or out > 2**63 - 1:
+    if out is None or out < 1:
         shown = text if len(text) <= 40 else f"{text[:20]}...{text[-8:]}"
-        raise InvalidInputError(f"'{shown}' is not a {what} id; ids are positive integers below 2^63 "
-                                "(see `catalog list`).")
+        raise InvalidInputError(f"'{shown}' is not a {what} id; ids are positive integers (see `catalog list`).")
+    if out > _MAX_ID:  # beyond any database's integer: no such record (not a driver overflow)
+        where = "`catalog runs`" if what == "run" else "`catalog list`"
+        shown = text if len(text) <= 40 else f"{text[:20]}...{text[-8:]}"
+        raise NotFoundError(f"No {what} #{shown} in the catalog: ids are at most {_MAX_ID}. Run {where} to see the ids.")
     return out
 
 
