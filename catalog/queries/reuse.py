@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from catalog.atomic import atomic_output, check_target
 from catalog.errors import AmbiguousReferenceError, InvalidInputError, NotFoundError
-from catalog.naming import NodeKind, parse_component
+from catalog.naming import NodeKind, parse_component, parse_node
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,6 +59,7 @@ class Reuse(BaseModel):
     sizes: tuple[int, ...]
     shared: tuple[tuple[int, ...], ...]
     jaccard: tuple[tuple[float | None, ...], ...]
+    stable: float | None = None  # components kept: those in at least this fraction of seeds
     plot: str | None = None  # where the heatmap was drawn, when one was asked for
 
 
@@ -87,13 +88,18 @@ def only_model(cat: Catalog, model: str | None) -> str:
     return next(iter(counts))
 
 
-def reuse(cat: Catalog, model: str | None = None, kinds: Iterable[NodeKind | str] | None = None) -> Reuse:
+def reuse(cat: Catalog, model: str | None = None, kinds: Iterable[NodeKind | str] | None = None,
+          stable: float | None = None) -> Reuse:
     """How many tasks' circuits contain each component, and the task x task overlap matrix.
 
     Counts use every circuit on the model; the matrix uses the newest circuit per task.
-    Leaves out input and logits unless `kinds` asks for them."""
+    Leaves out input and logits unless `kinds` asks for them. With `stable` (a fraction in
+    (0, 1]), each task keeps only the components its discovered circuits contain in at least that
+    fraction of their seeds (see `catalog.queries.stability`)."""
     model = only_model(cat, model)
     chosen = _kinds(kinds)
+    if stable is not None:
+        return _stable_reuse(cat, model, chosen, stable)
     counts = cat.component_counts(model=model, kinds=chosen)
     ov = cat.task_overlap(model, kinds=chosen)
     tasks = ov.tasks
@@ -107,6 +113,32 @@ def reuse(cat: Catalog, model: str | None = None, kinds: Iterable[NodeKind | str
                  components=tuple(ComponentReuse(component=c.component, kind=c.kind, n_tasks=c.n_tasks,
                                                  n_circuits=c.n_circuits, tasks=c.tasks) for c in counts),
                  tasks=tasks, circuits=ov.circuits, sizes=sizes, shared=shared, jaccard=jaccard)
+
+
+def _stable_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...], fraction: float) -> Reuse:
+    from catalog.queries.stability import stability
+
+    if not 0 < fraction <= 1:
+        raise InvalidInputError(f"--stable takes a fraction of seeds in (0, 1], e.g. 0.5 (got {fraction}).")
+    tasks = tuple(sorted({r.task for r in cat.list(model=model, source="discovery")}))
+    if not tasks:
+        raise NotFoundError(f"No discovered circuits on {model}: --stable compares seeds of discovered circuits.")
+    per_task = {t: stability(cat, t, model=model).models[0] for t in tasks}
+    sets = {t: frozenset(c for c in st.stable(fraction) if parse_node(c).kind in kinds) for t, st in per_task.items()}
+    seeds_with = {t: {c.component: c.seeds for c in st.components} for t, st in per_task.items()}
+    comps = sorted({c for s in sets.values() for c in s})
+    rows = [ComponentReuse(component=c, kind=parse_node(c).kind.value,
+                           n_tasks=sum(c in sets[t] for t in tasks),
+                           n_circuits=sum(seeds_with[t].get(c, 0) for t in tasks if c in sets[t]),
+                           tasks=tuple(t for t in tasks if c in sets[t])) for c in comps]
+    rows.sort(key=lambda r: (-r.n_tasks, -r.n_circuits, r.component))
+    sizes = tuple(len(sets[t]) for t in tasks)
+    shared = tuple(tuple(len(sets[t] & sets[u]) for u in tasks) for t in tasks)
+    jaccard = tuple(tuple((len(sets[t] & sets[u]) / len(sets[t] | sets[u])) if sets[t] | sets[u] else None
+                          for u in tasks) for t in tasks)
+    return Reuse(model=model, kinds=tuple(k.value for k in kinds), components=tuple(rows), tasks=tasks,
+                 circuits={t: per_task[t].circuits[-1] for t in tasks}, sizes=sizes, shared=shared,
+                 jaccard=jaccard, stable=fraction)
 
 
 def find(cat: Catalog, component: str, model: str | None = None) -> list[FindHit]:

@@ -1,0 +1,76 @@
+"""`score`: run a registered method and return its result as a fully scored `CircuitGraph`.
+
+The one place a method's typed result (`NodeScores`, `EdgeScores`, `SelectedCircuit`) becomes a
+graph, so callers (jobs, benchmarks, the CLI) never need to know which method ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog.discovery.contract import (
+    EdgeScores,
+    MethodInputs,
+    MethodResult,
+    MethodSpec,
+    NodeScores,
+    SelectedCircuit,
+    task_metric,
+)
+from catalog.discovery.methods import get_method
+from catalog.errors import DiscoveryError, InvalidInputError, suggest
+from catalog.graph import CircuitGraph, ModelShape
+from catalog.provenance import Ablation
+
+
+def model_and_shape(loaded_model: Any) -> tuple[Any, ModelShape]:
+    """(HookedTransformer, ModelShape) from a `LoadedModel` or a bare `HookedTransformer`."""
+    model = getattr(loaded_model, "model", loaded_model)
+    shape = getattr(loaded_model, "shape", None)
+    if shape is None:
+        cfg = getattr(model, "cfg", None)
+        if cfg is None:
+            raise InvalidInputError("Discovery needs a LoadedModel or a TransformerLens HookedTransformer.")
+        shape = ModelShape(cfg.model_name or "custom", cfg.n_layers, cfg.n_heads, cfg.d_model,
+                           parallel_attn_mlp=bool(cfg.parallel_attn_mlp))
+    return model, shape
+
+
+def inputs_for(loaded_model: Any, dataset: Any, ablation: Ablation | str = Ablation.COUNTERFACTUAL,
+               batch_size: int = 32, progress: Any = None, metric: Any = None) -> MethodInputs:
+    """A method's `MethodInputs`, the ablation checked (an unknown one suggests the known)."""
+    try:
+        ablation = Ablation(ablation)
+    except ValueError:
+        raise suggest(str(ablation), [a.value for a in Ablation], "ablation") from None
+    model, _ = model_and_shape(loaded_model)
+    return MethodInputs(model, dataset, metric or task_metric, ablation, batch_size, progress)
+
+
+def result_graph(shape: ModelShape, model: Any, result: MethodResult) -> CircuitGraph:
+    """The scored graph of a method's result (nothing selected, unless the method selected)."""
+    from catalog.discovery.layout import Layout, edge_graph, node_graph
+
+    if isinstance(result, SelectedCircuit):
+        return result.graph
+    layout = Layout.for_model(model)
+    if isinstance(result, NodeScores):
+        return node_graph(shape, layout, dict(result.values))
+    if isinstance(result, EdgeScores):
+        return edge_graph(shape, layout, [list(row) for row in result.values])
+    raise DiscoveryError(f"A method returned {type(result).__name__}, which is not a method result.")
+
+
+def score(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
+          ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
+          progress: Any = None, metric: Any = None, **params: Any) -> CircuitGraph:
+    """Run a method and return the fully scored graph (nothing selected yet).
+
+    Edge methods score every edge (node scores are the sums of outgoing edge scores); node
+    methods score heads and MLPs and list every edge unscored; a method that selects its own
+    circuit returns it with its ``in_circuit`` flags set.
+    """
+    spec = method if isinstance(method, MethodSpec) else get_method(method)
+    inputs = inputs_for(loaded_model, dataset, ablation, batch_size, progress, metric)
+    _, shape = model_and_shape(loaded_model)
+    return result_graph(shape, inputs.model, spec.run(inputs, **params))
