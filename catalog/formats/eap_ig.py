@@ -152,7 +152,11 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
         nodes[node_name] = Node.of(node_name, score=score, in_circuit=flag)
 
     edges: list[Edge] = []
-    for edge_name, value in edges_doc.items():
+    # Take each edge out of the parsed document as it is converted, so the document's records are
+    # freed while the circuit is built (the graph puts edges in canonical order anyway), and share
+    # the node id strings instead of keeping two new strings per edge.
+    while edges_doc:
+        edge_name, value = edges_doc.popitem()
         try:
             src, dst, qkv = parse_edge(edge_name)
         except InvalidInputError:
@@ -172,7 +176,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                 f"{raw.display_name}: edge '{edge_name}' maps to {value!r}; expected "
                 '{"score": number, "in_graph": true|false}.'
             )
-        edges.append(Edge(src, dst, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
+        edges.append(Edge(nodes[src].id, nodes[dst].id, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
                           _flag(value["in_graph"], raw, f"edge '{edge_name}'")))
 
     flagged = any(e.in_circuit for e in edges) or any(
