@@ -21,6 +21,7 @@ from typing_extensions import Unpack
 from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
 from catalog.bounds import stored_mapping
 from catalog.errors import (
@@ -35,7 +36,7 @@ from catalog.graph import ModelShape
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
-from catalog.store import aggregates, engine, runs
+from catalog.store import aggregates, analyses, engine, runs
 from catalog.store.convert import (
     check_provenance_lengths,
     check_provenance_text,
@@ -192,6 +193,7 @@ class Catalog(Writer):
         """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
         cid = as_id(circuit_id)
         with self._db.session_scope(write=True) as s:
+            analyses.delete_all(s, cid)
             for table in (TagRow, AnnotationRow, EdgeRow, NodeRow, AttentionRow):  # explicit: no reliance on cascades
                 s.execute(delete(table).where(table.circuit_id == cid))
             gone = s.execute(delete(CircuitRow).where(CircuitRow.id == cid))
@@ -276,6 +278,37 @@ class Catalog(Writer):
             raise NotFoundError(f"No circuit for '{text}'{where}: not an id, task or circuit name. "
                                 f"{str(err).split('. ', 1)[1]}")
         raise NotFoundError(f"No circuit for '{text}'{where}: the catalog {self.url} is empty. Import or discover one first.")
+
+    # --- analyses of a circuit ---------------------------------------------------------------
+
+    def add_roles(self, circuit_id: int, report: RoleReport) -> int:
+        """Store measured head roles with a circuit (one transaction); the analysis id."""
+        cid = self._existing(circuit_id)
+        with self._db.session_scope(write=True) as s:
+            return analyses.add_roles(s, cid, report)
+
+    def roles(self, circuit_id: int) -> RoleReport | None:
+        """The newest head roles measured for a circuit (None if never measured)."""
+        with self._db.session_scope() as s:
+            return analyses.latest_roles(s, as_id(circuit_id))
+
+    def add_intervention(self, circuit_id: int, result: InterventionResult) -> int:
+        """Store an intervention's outcome with a circuit; the analysis id."""
+        cid = self._existing(circuit_id)
+        with self._db.session_scope(write=True) as s:
+            return analyses.add_intervention(s, cid, result)
+
+    def interventions(self, circuit_id: int) -> list[InterventionResult]:
+        """The interventions stored with a circuit, oldest first."""
+        with self._db.session_scope() as s:
+            return analyses.interventions(s, as_id(circuit_id))
+
+    def _existing(self, circuit_id: int) -> int:
+        cid = as_id(circuit_id)
+        with self._db.session_scope() as s:
+            if s.get(CircuitRow, cid) is None:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+        return cid
 
     # --- runs ---------------------------------------------------------------------------------
 
