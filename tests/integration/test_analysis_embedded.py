@@ -43,13 +43,15 @@ def cat(tmp_path, loaded):
 def test_the_knockout_diagonal_shows_damage(cat, loaded):
     from catalog.analysis.knockout import knockout
 
-    m = knockout(cat, ["ioi", "colored-objects"], n=32, loaded=loaded)
+    m = knockout(cat, ["ioi", "colored-objects"], n=32, loaded=loaded, controls=2)
     for task in m.tasks:
         cell = m.cell(task, task)
         assert cell.before.accuracy > 0.9
         assert cell.metric_drop > 0.5, cell
         assert cell.after.accuracy < cell.before.accuracy
     assert m.cell("ioi", "colored-objects").components == tuple(HEADS["ioi"])
+    assert m.controls == ("random-3", "random-4")
+    assert len(m.cell("random-4", "ioi").components) == 8  # two sets of four heads
 
 
 def test_ablating_mlp0_at_s2_takes_ioi_to_chance_and_is_stored(cat, loaded):
