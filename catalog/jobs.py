@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import DEFAULT_METHOD, Granularity, MethodSpec, get_method
-from catalog.errors import InvalidInputError, TaskError, suggest
+from catalog.errors import DiscoveryError, InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
     Circuit,
@@ -35,6 +35,9 @@ DEFAULT_N = 128
 DEFAULT_BATCH_SIZE = 32
 #: The stored circuit: the smallest top-k one keeping 80% of the task behaviour.
 DEFAULT_SELECTION = Selection(rule=SelectionRule.FAITHFULNESS, value=0.8, absolute=True)
+
+#: Recorded for a method that selects its own circuit (ACDC, path patching).
+OWN_CHOICE = Selection(rule=SelectionRule.GIVEN)
 
 Notify = Callable[[str], None]
 
@@ -81,6 +84,11 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
         ablation = Ablation(ablation)
     except ValueError:
         raise suggest(str(ablation), [a.value for a in Ablation], "ablation") from None
+    if selection is not None and all(s.granularity is Granularity.CIRCUIT for s in specs):
+        raise InvalidInputError(
+            f"{', '.join(s.slug for s in specs)} selects its own circuit, so --top-k, --threshold and "
+            "--faithfulness do not apply; tune it with its parameters instead (catalog methods lists "
+            "them, e.g. --param threshold=0.02).")
     selection = selection or DEFAULT_SELECTION
     n = DEFAULT_N if n is None else n
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
@@ -96,11 +104,14 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
         ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed)
         built = time.perf_counter() - started
         for spec in specs:
-            say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, "
-                f"{selection.describe()})")
             own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
+            # A method that selects its own circuit is recorded as such ("given" by it), with the
+            # parameters that drove its choice in method_params.
+            chosen_by = OWN_CHOICE if spec.granularity is Granularity.CIRCUIT else selection
+            rule = "its own choice" if chosen_by is OWN_CHOICE else selection.describe()
+            say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, {rule})")
             circuits.append(_run_one(cat, loaded, task_name, ds, spec, own,
-                                     ablation, selection, seed, batch_size, dtype, progress, name,
+                                     ablation, chosen_by, seed, batch_size, dtype, progress, name,
                                      tuple(tags), built, say))
     return circuits
 
@@ -112,9 +123,9 @@ def path(task: str | None, sender: str, receivers: Sequence[str], model: Any = N
     """Answer one path-patching question on a task's prompts; returns a `PathResult` (nothing is stored).
 
     `sender` is ``NODE[@ROLE]``; each receiver ``NODE[@ROLE][<q|k|v>]`` (see
-    `catalog.discovery.path_patching`). Bad ids and conventions fail before any model loads.
+    `catalog.discovery.methods.path_patching`). Bad ids and conventions fail before any model loads.
     """
-    from catalog.discovery.path_patching import freeze_of, parse_receiver, parse_sender, path_effect
+    from catalog.discovery.methods.path_patching import freeze_of, parse_receiver, parse_sender, path_effect
 
     parse_sender(sender)
     for r in receivers:
@@ -144,7 +155,8 @@ def _task_specs(tasks: Sequence[str], task_file: str | Path | None, dataset: Any
         return [(tasks[0], None)]
     from catalog.tasks import get_task, task_from_file
 
-    out: list[tuple[str, Any]] = [(t, get_task(t)) for t in tasks]
+    specs = [get_task(t) for t in tasks]  # `--task IOI` runs, and is stored as, ioi
+    out: list[tuple[str, Any]] = [(spec.slug, spec) for spec in specs]
     if task_file is not None:
         spec = task_from_file(task_file)
         out.append((spec.slug, spec))
@@ -201,18 +213,22 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
                           progress=bar, **method_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
-            bar("evaluating", 0, 1)
-            ev = evaluator(loaded, ds, ablation, batch_size)
-            # A method that selects its own circuit (Granularity.CIRCUIT) keeps its choice.
-            chosen = graph if spec.granularity is Granularity.CIRCUIT else select(graph, selection, ev)
-            warnings = check_selected(graph, chosen, selection)
+            ev = evaluator(loaded, ds, ablation, batch_size, progress=bar)
+            if spec.granularity is Granularity.CIRCUIT:  # a method that selects keeps its choice
+                chosen, warnings = graph, []
+                if not chosen.circuit_edges:
+                    raise DiscoveryError(
+                        f"{method} kept no edge on a path from input to logits: its threshold removed "
+                        "everything. Pass a lower one (--param threshold=...); `catalog methods` shows the default.")
+            else:
+                chosen = select(graph, selection, ev)
+                warnings = check_selected(graph, chosen, selection)
             for warning in warnings:
                 say(f"warning: {warning}")
             timings["select"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             metrics = evaluate(chosen, ev, selection.absolute)
             timings["evaluate"] = round(time.perf_counter() - t0, 3)
-            bar("evaluating", 1, 1)
         t0 = time.perf_counter()
         attention = record_attention(getattr(loaded, "model", loaded), ds, chosen.heads)
         timings["attention"] = round(time.perf_counter() - t0, 3)
@@ -235,12 +251,22 @@ def _progress(enabled: bool, title: str) -> Iterator[Callable[[str, int, int], N
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
+    from rich.text import Text
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+    class Rate(ProgressColumn):
+        """Steps per second (batches, or whatever the phase counts)."""
+
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.2f}/s" if task.speed else "")
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:
