@@ -45,8 +45,9 @@ def test_default_selection_reaches_the_target_faithfulness(catalog):
 
 
 def test_several_methods_in_one_call_are_separate_runs(catalog):
+    # top-k 2: the copy circuit's two edges (one edge alone would leave an empty, refused circuit)
     out = jobs.discover_many(catalog, ["copy"], ["activation-patching", "eap"], model=copy_head_model(),
-                             dataset=copy_dataset(), selection=Selection(rule="top-k", value=1), progress=False)
+                             dataset=copy_dataset(), selection=Selection(rule="top-k", value=2), progress=False)
     assert [c.provenance.method for c in out] == ["activation-patching", "eap"]
     assert [r.status for r in catalog.list_runs()] == ["done", "done"]
     assert len(catalog.circuits()) == 2
