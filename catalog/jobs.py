@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import get_method
+from catalog.discovery.methods import check_positions
 from catalog.errors import CatalogError, InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
@@ -44,18 +45,20 @@ def discover(cat: Catalog, task: str | None, model: Any = None, method: str = "e
              device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
              progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
              params: dict[str, Any] | None = None, dataset: Any = None,
-             notify: Notify | None = None) -> Circuit:
+             notify: Notify | None = None, positions: bool = False) -> Circuit:
     """Discover one circuit and store it as a run; return it with its catalog id.
 
     `model` is a model name or path, a `LoadedModel`, or None for the embedded default.
-    `task` names a registered task (or, with `task_file`, names the file's task); a prebuilt
+    `task` names a registered task, with build options after a colon
+    (``ioi:counterfactual=s2-swap``), or, with `task_file`, names the file's task; a prebuilt
     `dataset` skips building one. `params` are method parameters (e.g. ``{"steps": 5}``).
+    `positions` scores (component, role) nodes such as ``a1.h0@END`` instead of components.
     """
     return discover_many(cat, [task] if task else [], [method], model=model,
                          ablation=ablation, selection=selection, n=n, seed=seed,
                          batch_size=batch_size, device=device, dtype=dtype, task_file=task_file,
                          progress=progress, name=name, tags=tags, params=params, dataset=dataset,
-                         notify=notify)[0]
+                         notify=notify, positions=positions)[0]
 
 
 def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], model: Any = None,
@@ -64,13 +67,16 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
                   device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
                   progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
                   params: dict[str, Any] | None = None, dataset: Any = None,
-                  notify: Notify | None = None) -> list[Circuit]:
+                  notify: Notify | None = None, positions: bool = False) -> list[Circuit]:
     """Run every (task, method) pair in turn, one run each, loading the model once.
 
     Stops at the first failure (that run is marked failed; earlier circuits stay stored).
     Each method receives the `params` it takes; a parameter no method takes is an error.
     """
     specs = [get_method(m) for m in methods] or [get_method("eap-ig")]
+    if positions:
+        for spec in specs:
+            check_positions(spec.slug)
     params = dict(params or {})
     unused = set(params) - {k for spec in specs for k in spec.defaults}
     if unused:
@@ -90,32 +96,47 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
 
     loaded = _load(model, device, dtype, say)
     circuits = []
-    for task_name, task_spec in task_specs:
+    for task_name, task_spec, options in task_specs:
         started = time.perf_counter()
-        ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed)
+        ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed, **options)
         built = time.perf_counter() - started
         for spec in specs:
             say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, "
                 f"{selection.describe()})")
             own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
+            if options:
+                own["task_options"] = dict(options)
+            if positions:
+                own["positions"] = True
             circuits.append(_run_one(cat, loaded, task_name, ds, spec.slug, own,
                                      ablation, selection, seed, batch_size, dtype, progress, name,
                                      tuple(tags), built))
     return circuits
 
 
-def _task_specs(tasks: Sequence[str], task_file: str | Path | None, dataset: Any) -> list[tuple[str, Any]]:
-    """(task name, TaskSpec or None) for each task to run, checked before any model loads."""
+def _task_specs(tasks: Sequence[str], task_file: str | Path | None,
+                dataset: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(task name, TaskSpec or None, build options) for each task to run, checked before any
+    model loads. A task's options follow its slug: ``ioi:counterfactual=s2-swap``."""
     if dataset is not None:
         if len(tasks) != 1 or task_file is not None:
             raise InvalidInputError("A prebuilt dataset goes with exactly one task name and no task file.")
-        return [(tasks[0], None)]
+        return [(tasks[0], None, {})]
     from catalog.tasks import get_task, task_from_file
+    from catalog.tasks.base import parse_task_ref, task_name
 
-    out: list[tuple[str, Any]] = [(t, get_task(t)) for t in tasks]
+    out: list[tuple[str, Any, dict[str, Any]]] = []
+    for ref in tasks:
+        slug, options = parse_task_ref(ref)
+        spec = get_task(slug)
+        unknown = sorted(set(options) - set(spec.options))
+        if unknown:
+            known = ", ".join(f"{k} ({v})" for k, v in sorted(spec.options.items())) or "none"
+            raise TaskError(f"Task {slug} has no parameter {', '.join(unknown)}. Its parameters: {known}.")
+        out.append((task_name(slug, spec, options), spec, options))
     if task_file is not None:
         spec = task_from_file(task_file)
-        out.append((spec.slug, spec))
+        out.append((spec.slug, spec, {}))
     if not out:
         raise TaskError("Name a task with --task (e.g. --task ioi) or give --task-file FILE.jsonl.")
     return out
@@ -146,6 +167,8 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
     from catalog.discovery.methods import model_and_shape
 
     _, shape = model_and_shape(loaded)
+    run_params = {k: v for k, v in method_params.items() if k not in ("task_options", "positions")}
+    positions = bool(method_params.get("positions"))
     provenance = Provenance(
         source=Source.DISCOVERY, method=method,
         method_params={**method_params, "batch_size": batch_size, "dtype": dtype},
@@ -159,11 +182,11 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
             torch.manual_seed(seed)
             t0 = time.perf_counter()
             graph = score(loaded, ds, method, ablation=ablation, batch_size=batch_size,
-                          progress=bar, **method_params)
+                          progress=bar, positions=positions, **run_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             bar("evaluating", 0, 1)
-            ev = evaluator(loaded, ds, ablation, batch_size)
+            ev = evaluator(loaded, ds, ablation, batch_size, positions=positions)
             chosen = select(graph, selection, ev)
             timings["select"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()

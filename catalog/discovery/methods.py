@@ -85,13 +85,32 @@ def model_and_shape(loaded_model: Any) -> tuple[Any, ModelShape]:
     return model, shape
 
 
+#: Runners scoring (component, role) nodes, for ``positions=True`` (see `catalog.discovery.positions`).
+POSITION_RUNNERS: dict[str, str] = {
+    "activation-patching": "catalog.discovery.positions:activation_patching_by_role",
+    "eap": "catalog.discovery.positions:eap_by_role",
+    "eap-ig": "catalog.discovery.positions:attribution_by_role",
+}
+
+
+def check_positions(method: str) -> None:
+    """Raise a one-line error when `method` cannot score (component, role) nodes."""
+    if method not in POSITION_RUNNERS:
+        raise InvalidInputError(
+            f"Method {method} cannot score positions. With --positions use "
+            f"{', '.join(POSITION_RUNNERS)} (per role, exact edge patching would equal activation "
+            "patching: patching every edge out of a node is patching the node)."
+        )
+
+
 def score(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
           ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
-          progress: Any = None, **params: Any) -> CircuitGraph:
+          progress: Any = None, positions: bool = False, **params: Any) -> CircuitGraph:
     """Run a method and return the fully scored graph (nothing selected yet).
 
     Edge methods score every edge (node scores are the sums of outgoing edge scores);
-    ``activation-patching`` scores heads and MLPs and lists every edge unscored.
+    ``activation-patching`` scores heads and MLPs and lists every edge unscored. With
+    `positions`, every (head or MLP, role) node is scored (``a1.h0@END``) and there are no edges.
     """
     from catalog.discovery.layout import Layout, edge_graph, node_graph
 
@@ -101,6 +120,15 @@ def score(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
     except ValueError:
         raise suggest(str(ablation), [a.value for a in Ablation], "ablation") from None
     model, shape = model_and_shape(loaded_model)
+    if positions:
+        from catalog.discovery.positions import role_graph
+
+        check_positions(spec.slug)
+        module, func = POSITION_RUNNERS[spec.slug].split(":")
+        run = getattr(importlib.import_module(module), func)
+        Layout.for_model(model).check_shape(shape)
+        return role_graph(shape, run(model, dataset, ablation=ablation, batch_size=batch_size,
+                                     progress=progress, **spec.params(params)))
     module, func = spec.runner.split(":")
     run = getattr(importlib.import_module(module), func)
     result = run(model, dataset, ablation=ablation, batch_size=batch_size, progress=progress,

@@ -39,12 +39,13 @@ def components(layout: Layout) -> list[int]:
 
 
 def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: list[int],
-                   batch: int) -> list[tuple[str, Any]]:
+                   batch: int, where: list[torch.Tensor] | None = None) -> list[tuple[str, Any]]:
     """Hooks replacing component ``chunk[c]``'s output with its ablated value in copy ``c``.
 
     An MLP's output is overwritten at ``hook_mlp_out``. A head's is swapped inside the layer's
     attention output: ``attn_out + ablated_h - z_h @ W_O[h]``, with ``z`` from ``hook_z`` of the
-    same pass (no per-head result tensor is built).
+    same pass (no per-head result tensor is built). With `where` (one ``[batch, T]`` 0/1 tensor
+    per copy, in the activations' dtype) only those positions are replaced.
     """
     copies = len(chunk)
     heads: dict[int, list[tuple[int, int, int]]] = {}
@@ -69,7 +70,8 @@ def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: lis
             z = z_seen[0].view(copies, batch, *z_seen[0].shape[1:])
             w_o = model.blocks[layer].attn.W_O
             for c, head, src in items:
-                out[c] += ablated[:, :, src] - z[c, :, :, head] @ w_o[head]
+                delta = ablated[:, :, src] - z[c, :, :, head] @ w_o[head]
+                out[c] += delta if where is None else where[c].unsqueeze(-1) * delta
             return act
 
         hooks += [(f"blocks.{layer}.attn.hook_z", keep_z), (f"blocks.{layer}.hook_attn_out", swap)]
@@ -78,7 +80,10 @@ def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: lis
         def replace(act: torch.Tensor, hook: Any, pairs: list = pairs) -> torch.Tensor:
             out = act.view(copies, batch, *act.shape[1:])
             for c, src in pairs:
-                out[c] = ablated[:, :, src]
+                if where is None:
+                    out[c] = ablated[:, :, src]
+                else:
+                    out[c] += where[c].unsqueeze(-1) * (ablated[:, :, src] - out[c])
             return act
 
         hooks.append((f"blocks.{layer}.hook_mlp_out", replace))

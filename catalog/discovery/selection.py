@@ -1,7 +1,7 @@
 """Choosing the stored circuit from a scored graph: top-k, threshold, or a target faithfulness.
 
 Edge-level graphs are cut by edge score, then dangling edges (on no input->logits path) are
-pruned. Node-level graphs (activation patching: node scores, unscored edges) are cut by node
+pruned. Position-resolved graphs (scored ``a1.h0@END`` nodes, no edges) are cut by node score. Node-level graphs (activation patching: node scores, unscored edges) are cut by node
 score over heads and MLPs; the circuit is then every edge among the kept components, ``input``
 and ``logits``. The full scored graph is kept either way; only the ``in_circuit`` flags change.
 """
@@ -9,6 +9,7 @@ and ``logits``. The full scored graph is kept either way; only the ``in_circuit`
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from catalog.errors import InvalidInputError
@@ -35,6 +36,10 @@ def n_candidates(graph: CircuitGraph) -> int:
 
 
 def _keep_nodes(graph: CircuitGraph, keep: set[str]) -> CircuitGraph:
+    if not graph.edges:
+        # A position-resolved graph (nodes such as a1.h0@END, no edges): the kept nodes are the circuit.
+        return CircuitGraph(graph.shape, tuple(replace(n, in_circuit=n.id in keep) for n in graph.nodes),
+                            (), graph.annotations)
     ends = {n.id for n in graph.nodes if n.kind in (NodeKind.INPUT, NodeKind.LOGITS)}
     alive = keep | ends
     chosen = graph.with_selection(e.key for e in graph.edges if e.src in alive and e.dst in alive)
