@@ -4,7 +4,7 @@
 
     cat = cc.open_catalog("circuits.db")          # or None: $CATALOG_DB, then the default path
     cc.load_published(cat)
-    ids = cc.import_file(cat, "graph.json", model="gpt2-small", task="ioi")
+    ids = [a.id for a in cc.import_file(cat, "graph.json", model="gpt2-small", task="ioi")]
     result = cc.compare(cat, "ioi", "greater-than", model="gpt2-small")
     cc.write_circuit(cat.get(ids[0]), "graphml", "ioi.graphml")
 
@@ -37,8 +37,10 @@ from catalog.provenance import (
 )
 
 if TYPE_CHECKING:
+    from catalog.draw import draw
     from catalog.formats import import_file, read_circuits, write_circuit
     from catalog.jobs import discover
+    from catalog.layered import layout
     from catalog.models import load_model
     from catalog.published import load_published, published_circuits
     from catalog.queries import compare, find, reuse
@@ -59,12 +61,14 @@ _LAZY: dict[str, str] = {
     "discover": "catalog.jobs",
     "load_model": "catalog.models",
     "CircuitDetail": "catalog.views",
+    "draw": "catalog.draw",
+    "layout": "catalog.layered",
 }
 
 __all__ = [
     "Ablation", "Annotation", "AnnotationKind", "Catalog", "CatalogError", "Circuit", "CircuitDetail",
     "CircuitGraph", "Edge", "ModelShape", "Node", "Provenance", "Selection", "SelectionRule",
-    "Source", "compare", "discover", "find", "import_file", "load_model", "load_published",
+    "Source", "compare", "discover", "draw", "layout", "find", "import_file", "load_model", "load_published",
     "open_catalog", "parse_component", "published_circuits", "read_circuits", "reuse",
     "write_circuit",
 ]

@@ -7,6 +7,8 @@ code 1 (see `cli/errors.py`); tracebacks appear only with `--debug`.
 
 from __future__ import annotations
 
+import re
+
 
 class CatalogError(Exception):
     """Base class: a problem the user can act on. The message says how."""
@@ -76,3 +78,21 @@ def suggest(key: str, known: list[str] | tuple[str, ...], what: str) -> UnknownK
     near = difflib.get_close_matches(key, list(known), n=1)
     hint = f" Did you mean '{near[0]}'?" if near else ""
     return UnknownKeyError(f"Unknown {what} '{key}'.{hint} Known: {', '.join(sorted(known))}.")
+
+
+# A URL's userinfo password, up to the LAST "@" of the token: an unencoded "@" in the password
+# must not leave its tail showing (over-masking a token is the safe failure).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)(?P<pw>[^\s'\"]*)@")
+# password=... as a URL query parameter or a libpq connection-string keyword.
+_KEY_PASSWORD = re.compile(r"(?i)\b(?P<key>password|passwd|pwd)(?P<eq>\s*=\s*)(?P<pw>'[^']*'|[^&\s'\";,)]+)")
+
+
+def redact(text: str) -> str:
+    """Hide every password in `text`: in URLs (also with an unencoded ``@``) and as ``password=``.
+
+    >>> redact("cannot reach postgresql+psycopg://alice:s3cret@db:5432/cat")
+    'cannot reach postgresql+psycopg://alice:***@db:5432/cat'
+    >>> redact("postgresql://bob:p@ss@db/cat and postgresql://db/cat?user=u&password=pw")
+    'postgresql://bob:***@db/cat and postgresql://db/cat?user=u&password=***'
+    """
+    return _KEY_PASSWORD.sub(r"\g<key>\g<eq>***", _URL_PASSWORD.sub(r"\g<head>***@", text))

@@ -1,7 +1,8 @@
 """Discovery jobs: score, select and evaluate a circuit, recorded in the catalog as a run.
 
-Each (task, method) pair is one run: ``running`` when it starts, ``done`` with its circuit
-stored in the same transaction, or ``failed`` with the error (Ctrl-C included) and no circuit.
+Each (task, method) pair is one run: ``running`` when it starts (with a heartbeat), ``done``
+with its circuit stored in the same transaction, ``failed`` with the error, or ``interrupted``
+with the signal (Ctrl-C, SIGTERM, SIGHUP), and then no circuit.
 The error is then re-raised for the caller (the CLI turns it into one line, or exit code 130).
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import get_method
 from catalog.discovery.methods import check_positions
-from catalog.errors import CatalogError, InvalidInputError, TaskError, suggest
+from catalog.errors import InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
     Circuit,
@@ -114,6 +115,37 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
     return circuits
 
 
+def path(task: str | None, sender: str, receivers: Sequence[str], model: Any = None,
+         freeze: str = "wang", ablation: Ablation | str = Ablation.COUNTERFACTUAL, n: int | None = None,
+         seed: int = 0, batch_size: int | None = None, device: str | None = None, dtype: str = "float32",
+         task_file: str | Path | None = None, progress: bool = True, notify: Notify | None = None) -> Any:
+    """Answer one path-patching question on a task's prompts; returns a `PathResult` (nothing is stored).
+
+    `sender` is ``NODE[@ROLE]``; each receiver ``NODE[@ROLE][<q|k|v>]`` (see
+    `catalog.discovery.path_patching`). Bad ids and conventions fail before any model loads.
+    """
+    from catalog.discovery.path_patching import freeze_of, parse_receiver, parse_sender, path_effect
+
+    parse_sender(sender)
+    for r in receivers:
+        parse_receiver(r)
+    if not receivers:
+        raise InvalidInputError("Name at least one receiver: logits, a head (a2.h1, a2.h1<q>) or an MLP (m3).")
+    freeze_of(freeze)
+    n = DEFAULT_N if n is None else n
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if n < 1 or batch_size < 1:
+        raise InvalidInputError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size}).")
+    (task_name, task_spec, options), *more = _task_specs([task] if task else [], task_file, None)
+    if more:
+        raise InvalidInputError("Path patching answers one question on one task: give --task or --task-file, not both.")
+    loaded = _load(model, device, dtype, notify or (lambda _msg: None))
+    ds = task_spec.build(loaded, n=n, seed=seed, **options)
+    with _progress(progress, f"{task_name} / path patching") as bar:
+        return path_effect(loaded, ds, sender, receivers, freeze, ablation, batch_size, task=task_name,
+                           progress=bar)
+
+
 def _task_specs(tasks: Sequence[str], task_file: str | Path | None,
                 dataset: Any) -> list[tuple[str, Any, dict[str, Any]]]:
     """(task name, TaskSpec or None, build options) for each task to run, checked before any
@@ -175,8 +207,9 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         dataset_hash=getattr(ds, "dataset_hash", None), dataset_size=len(ds), seed=seed,
         metric=getattr(ds, "metric_name", None), ablation=ablation, selection=selection,
     )
-    run_id = cat.start_run(shape, task, provenance)
-    try:
+    # tracked_run: heartbeat while scoring; on an error, Ctrl-C, SIGTERM or SIGHUP the run is
+    # recorded as failed or interrupted, with the reason, before the error goes on.
+    with cat.tracked_run(shape, task, provenance) as run_id:
         timings = {"dataset": round(built_s, 3)}
         with _progress(progress, f"{task} / {method}") as bar:
             torch.manual_seed(seed)
@@ -196,13 +229,6 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         metrics["timings"] = timings
         circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
         cid = cat.finish_run(run_id, circuit)
-    except BaseException as e:  # Ctrl-C too: the run must not stay "running"
-        message = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-        try:
-            cat.fail_run(run_id, message)
-        except CatalogError as bookkeeping:  # the original error matters more; keep both
-            e.add_note(f"The run could not be marked failed either: {bookkeeping}")
-        raise
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
 
 

@@ -133,10 +133,12 @@ class DiscoveryResult(GraphSize):
 
 
 class Imported(_View):
-    """What `catalog import` stored: the new circuit ids, in the file's order."""
+    """What `catalog import` stored: the circuit ids, in the file's order; `existing` lists
+    those that were already in the catalog (same content) and so were not added again."""
 
     file: str
     ids: tuple[int, ...]
+    existing: tuple[int, ...] = ()
 
 
 class ModelInfo(_View):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,7 +18,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, redact
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -56,16 +55,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went a
 _CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 _PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, _CLICK_EXCEPTION)
 
-_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
-
-
-def redact(text: str) -> str:
-    """Hide the password of every URL in `text`.
-
-    >>> redact("cannot reach postgresql+psycopg://alice:s3cret@db:5432/cat")
-    'cannot reach postgresql+psycopg://alice:***@db:5432/cat'
-    """
-    return _PASSWORD_RE.sub(r"\g<head>***", text)
+def _interrupted(e: BaseException) -> str:
+    reason = getattr(e, "reason", None)  # catalog.signals.Terminated names its signal
+    return f"{reason or 'interrupted'}; the transaction in progress, if any, was rolled back."
 
 
 def _os_message(e: BaseException) -> str:
@@ -76,7 +68,7 @@ def _os_message(e: BaseException) -> str:
 
 # The one error table: first matching class wins.
 ERRORS: tuple[tuple[type[BaseException], int, Callable[[BaseException], str]], ...] = (
-    (KeyboardInterrupt, EXIT_INTERRUPTED, lambda e: "interrupted."),
+    (KeyboardInterrupt, EXIT_INTERRUPTED, _interrupted),  # SIGTERM 143, SIGHUP 129: see exit_code
     (BrokenPipeError, EXIT_BROKEN_PIPE, lambda e: ""),  # `catalog ... | head`: stop quietly
     (CatalogError, 1, str),
     (OSError, 1, _os_message),
@@ -90,7 +82,7 @@ def map_error(e: BaseException) -> tuple[str, int]:
     """The message (password-free) and exit code for an exception, from `ERRORS`."""
     for cls, code, message in ERRORS:
         if isinstance(e, cls):
-            exit_code = getattr(e, "exit_code", code) if isinstance(e, CatalogError) else code
+            exit_code = getattr(e, "exit_code", code) if isinstance(e, (CatalogError, KeyboardInterrupt)) else code
             return " ".join(redact(message(e)).split()), int(exit_code)  # always one line
     raise e
 
@@ -113,9 +105,12 @@ class CatalogGroup(TyperGroup):
             raise
         except (Exception, KeyboardInterrupt) as e:
             state = ctx.obj if isinstance(ctx.obj, State) else State()
-            if state.debug:
-                raise
             message, code = map_error(e)
+            if state.debug:  # the traceback, with every password hidden as in one-line errors
+                import traceback
+
+                sys.stderr.write(redact("".join(traceback.format_exception(e))))
+                raise typer.Exit(code) from None
             if isinstance(e, BrokenPipeError):
                 _silence_stdout()
             else:
@@ -138,11 +133,12 @@ def state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
-def open_catalog(ctx: typer.Context) -> Catalog:
-    """Open the catalog named by ``--db`` / ``$CATALOG_DB`` / the default path."""
+def open_catalog(ctx: typer.Context, create: bool = False) -> Catalog:
+    """Open the catalog named by ``--db`` / ``$CATALOG_DB`` / the default path. Commands that
+    write pass `create` so a new catalog is made; read commands on a missing file say so."""
     from catalog.store import Catalog
 
-    return Catalog.open(state(ctx).db)
+    return Catalog.open(state(ctx).db, create=create)
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

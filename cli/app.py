@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, discover, export, model, published, queries
+from cli import circuits, db, discover, draw, export, model, published, queries
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -40,6 +40,7 @@ def root(
 # In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
 app.command("discover")(discover.discover)
 app.command("runs")(discover.runs)
+app.command("path")(discover.path)
 app.command("import")(circuits.import_)
 app.command("list")(circuits.list_)
 app.command("show")(circuits.show)
@@ -47,6 +48,7 @@ app.command("delete")(circuits.delete)
 app.command("compare")(queries.compare)
 app.command("reuse")(queries.reuse)
 app.command("find")(queries.find)
+app.command("draw")(draw.draw)
 app.command("export")(export.export)
 app.add_typer(published.app, name="published")
 app.add_typer(model.app, name="model")
@@ -54,12 +56,16 @@ app.add_typer(db.app, name="db")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM and SIGHUP (like Ctrl-C) become exceptions, so an
+    import or discovery that is stopped rolls back or records why instead of dying mid-write."""
+    from catalog import signals
+
+    signals.install()
     try:
         app(prog_name="catalog")
-    except KeyboardInterrupt:  # outside a command (commands map it themselves)
-        err_console.print("error: interrupted.", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:  # outside a command (commands map it themselves)
+        err_console.print(f"error: {getattr(e, 'reason', 'interrupted')}.", markup=False)
+        sys.exit(getattr(e, "exit_code", EXIT_INTERRUPTED))
 
 
 if __name__ == "__main__":

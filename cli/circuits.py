@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
     from catalog.provenance import Circuit
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Model name, e.g. gpt2-small.")]
+AllowDuplicateOpt = Annotated[bool, typer.Option(
+    "--allow-duplicate", help="Add circuits even when the same content is already in the catalog.")]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Task name, e.g. ioi.")]
 
 
@@ -31,20 +33,29 @@ def import_(
     top_k: Annotated[int | None, typer.Option(
         "--top-k", metavar="K", help="Store the K highest-|score| edges as the circuit instead "
                                      "of the file's own selection.")] = None,
+    allow_duplicate: AllowDuplicateOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML."""
+    """Import circuits from a file: the catalog's JSON, EAP-IG/MIB, circuit-tracer, GraphML.
+
+    All the file's circuits are added in one transaction, or none. One already in the catalog
+    (same content) is not added again unless --allow-duplicate is given."""
     from catalog.formats import import_file
     from catalog.views import Imported
 
-    cat = open_catalog(ctx)
-    ids = import_file(cat, file, format=format, model=model, task=task, name=name,
-                      tags=tuple(tag or ()), top_k=top_k)
+    cat = open_catalog(ctx, create=True)
+    added = import_file(cat, file, format=format, model=model, task=task, name=name,
+                        tags=tuple(tag or ()), top_k=top_k, allow_duplicate=allow_duplicate)
     if json_:
-        print_json(Imported(file=str(file), ids=tuple(ids)))
+        print_json(Imported(file=str(file), ids=tuple(a.id for a in added),
+                            existing=tuple(a.id for a in added if a.duplicate)))
         return
-    for cid in ids:
-        console.print(f"imported circuit {cid} from {file}")
+    for a in added:
+        if a.duplicate:
+            console.print(f"circuit from {file} is already in the catalog as #{a.id}; not added again "
+                          "(--allow-duplicate adds it anyway)")
+        else:
+            console.print(f"imported circuit {a.id} from {file}")
 
 
 def list_(

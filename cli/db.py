@@ -12,16 +12,16 @@ app = typer.Typer(help="Create or upgrade the catalog's database schema.", no_ar
 
 
 
-def _open(ctx: typer.Context):  # -> Catalog, without refusing an out-of-date schema
+def _open(ctx: typer.Context, create: bool = False):  # -> Catalog, without refusing an out-of-date schema
     from catalog.store import Catalog
 
-    return Catalog.open(state(ctx).db, check_schema=False)
+    return Catalog.open(state(ctx).db, check_schema=False, create=create)
 
 
 @app.command("upgrade")
 def upgrade(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Migrate the database to the newest schema (creating it if new). Back it up first."""
-    status = _open(ctx).upgrade()
+    status = _open(ctx, create=True).upgrade()
     before, after = status.previous, status.current
     if json_:
         print_json(status)

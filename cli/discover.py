@@ -1,7 +1,8 @@
-"""`catalog discover` (find circuits and store them as runs) and `catalog runs` (list the runs).
+"""`catalog discover` (find circuits and store them as runs), `catalog path` (one path-patching
+question) and `catalog runs` (list the runs).
 
-Thin: parse options, call `catalog.jobs.discover_many` or `Catalog.list_runs`, render. torch is
-imported only inside the discover command body, through `catalog.jobs`.
+Thin: parse options, call `catalog.jobs.discover_many`, `catalog.jobs.path` or `Catalog.list_runs`,
+render. torch is imported only inside the discover and path command bodies, through `catalog.jobs`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import typer
 from rich.table import Table
 
 from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
-
 
 
 def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
@@ -76,7 +76,7 @@ def discover(
     from catalog import jobs
     from catalog.views import DiscoveryResult
 
-    cat = open_catalog(ctx)
+    cat = open_catalog(ctx, create=True)
     circuits = jobs.discover_many(
         cat, task or [], method or ["eap-ig"], model=model, ablation=ablation,
         selection=_selection(top_k, threshold, faithfulness, absolute), n=n, seed=seed,
@@ -96,25 +96,86 @@ def discover(
     console.print(table)
 
 
-def runs(
-    ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", metavar="STATUS", help="running, done or failed.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Only runs on this model.")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Only runs for this task.")] = None,
+def path(
+    sender: Annotated[str, typer.Argument(
+        metavar="SENDER", help="What is patched: a head (a1.h0), an MLP (m0) or input, optionally at a "
+                               "role or token index (a1.h0@END, m0@5).")],
+    receivers: Annotated[list[str], typer.Argument(
+        metavar="RECEIVER...", help="Where its change may enter: logits, a head's inputs (a2.h1 = q, k and "
+                                    "v; 'a2.h1<q>'; 'a2.h1@END<k>') or an MLP's input (m3).")],
+    task: Annotated[str, typer.Option(
+        "--task", "-t", metavar="TASK", help="Task whose prompts to use (default ioi).")] = "ioi",
+    task_file: Annotated[Path | None, typer.Option(
+        "--task-file", metavar="FILE.jsonl", help="Your own task file instead of --task.")] = None,
+    freeze: Annotated[str, typer.Option(
+        "--freeze", metavar="wang|direct", help="wang (default): every other head frozen at its clean "
+                                               "output, MLPs recomputed; direct: every other head and MLP "
+                                               "frozen (the direct path only).")] = "wang",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", metavar="MODEL", help="TransformerLens name or local folder (default: the "
+                                               "embedded model).")] = None,
+    ablation: Annotated[str, typer.Option(
+        "--ablation", metavar="ABLATION", help="The sender's patched value: counterfactual, mean or "
+                                               "zero.")] = "counterfactual",
+    n: Annotated[int | None, typer.Option("--n", metavar="N", help="Examples (default 128).")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="Dataset seed.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", metavar="B", help="Examples per forward pass (default 32).")] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", metavar="DEVICE", help="cpu, cuda, ... (default: CUDA when present).")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List discovery runs with their status, timing and the circuit each stored."""
-    rows = open_catalog(ctx).list_runs(status=status, model=model, task=task)
+    """Path patching: how much the task metric drops when SENDER's change reaches only RECEIVERs."""
+    from catalog import jobs
+
+    result = jobs.path(None if task_file else task, sender, receivers, model=model, freeze=freeze,
+                       ablation=ablation, n=n, seed=seed, batch_size=batch_size, device=device,
+                       task_file=task_file, progress=not json_, notify=lambda msg: err_console.print(msg))
+    if json_:
+        print_json(result)
+        return
+    console.print(f"{result.task} on {result.model}: {result.describe()}")
+    console.print(f"freezing: {result.freeze_description}")
+
+
+def runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(
+        "--status", metavar="STATUS", help="running, done, failed, interrupted or stale.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", help="Only runs on this model.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Only runs for this task.")] = None,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="Mark stale runs (running, but their process is gone) failed, with the reason.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """List discovery runs with their status, timing and the circuit each stored.
+
+    A run whose process died without a word (killed, power loss) shows as stale; --cleanup
+    records those as failed."""
+    cat = open_catalog(ctx)
+    if cleanup:
+        cleaned = cat.cleanup_runs()
+        if json_:
+            print_json(cleaned)
+            return
+        for r in cleaned:
+            console.print(f"run {r.id}: marked failed ({r.error})")
+        if not cleaned:
+            console.print("no stale runs.")
+        return
+    rows = cat.list_runs(status=status, model=model, task=task)
     if json_:
         print_json(rows)
         return
     if not rows:
         console.print("no runs yet (start one with `catalog discover --task ioi`).")
         return
-    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "error",
+    table = Table("run", "status", "model", "task", "method", "started", "seconds", "circuit", "owner", "error",
                   box=None, pad_edge=False)
     for r in rows:
-        table.add_row(str(r.id), r.status, r.model, r.task, r.provenance.method or "-",
+        owner = f"{r.pid}@{r.host}" if r.host and r.pid else "-"
+        table.add_row(str(r.id), r.state, r.model, r.task, r.provenance.method or "-",
                       r.started_at.strftime("%Y-%m-%d %H:%M:%S"), fmt_score(r.seconds),
-                      ",".join(map(str, r.circuit_ids)) or "-", r.error or "")
+                      ",".join(map(str, r.circuit_ids)) or "-", owner,
+                      r.error or (f"{r.stale_reason}; `catalog runs --cleanup` marks it failed" if r.stale else ""))
     console.print(table)

@@ -25,6 +25,8 @@ def export(
         help="File to write (.gz compresses); default: standard output.")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", metavar="MODEL", help="Model, when a task name is ambiguous.")] = None,
+    all_edges: Annotated[bool, typer.Option(
+        "--all-edges", help="GraphML: write every scored node and edge, not only the circuit.")] = False,
 ) -> None:
     """Export a circuit to a file for Gephi, Cytoscape, EAP-IG or another catalog."""
     from catalog.formats import write_circuit
@@ -32,10 +34,10 @@ def export(
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
     if output is not None:
-        write_circuit(circuit, format, output)
+        write_circuit(circuit, format, output, all_edges=all_edges)
         console.print(f"wrote circuit {circuit.id} ({circuit.task} on {circuit.model}) to {output}")
         return
     buffer = io.StringIO()  # written whole, so a failed export prints nothing
-    write_circuit(circuit, format, buffer)
+    write_circuit(circuit, format, buffer, all_edges=all_edges)
     text = buffer.getvalue()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

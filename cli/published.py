@@ -35,17 +35,22 @@ def load(
     ctx: typer.Context,
     names: Annotated[list[str] | None, typer.Argument(
         metavar="NAME", help="Names to load (default: all; see `catalog published list`).")] = None,
+    allow_duplicate: Annotated[bool, typer.Option(
+        "--allow-duplicate", help="Add them again even when already in the catalog.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Load the published circuits into the catalog; loading again adds nothing new."""
+    """Load the published circuits into the catalog in one transaction; loading again adds
+    nothing new (each one already there is named with its id)."""
     from catalog.published import load_published
 
-    cat = open_catalog(ctx)
-    ids = load_published(cat, names or None)
-    rows = cat.list(source="published")
-    shown = [r for r in rows if r.id in set(ids)]
+    cat = open_catalog(ctx, create=True)
+    added = load_published(cat, names or None, allow_duplicate=allow_duplicate)
+    existing = {a.id for a in added if a.duplicate}
+    rows = {r.id: r for r in cat.list(source="published")}
+    shown = [rows[a.id] for a in added if a.id in rows]
     if json_:
         print_json(shown)
         return
-    for r in sorted(shown, key=lambda r: r.id):
-        console.print(f"circuit {r.id}: {r.name} ({r.task} on {r.model})")
+    for r in shown:
+        note = " (already in the catalog)" if r.id in existing else ""
+        console.print(f"circuit {r.id}: {r.name} ({r.task} on {r.model}){note}")

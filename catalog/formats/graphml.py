@@ -1,10 +1,19 @@
 """GraphML written by circuit-catalog, for Gephi, Cytoscape and networkx, and read back exactly.
 
 Plain GraphML through networkx: string ids, typed scalar attributes only (networkx refuses None,
-lists and dicts, so None is dropped and structured values are JSON-encoded strings).
+lists and dicts, so None is dropped and structured values are JSON-encoded strings). Attribute
+keys have readable ids (``<key id="kind" ...>``, ``<data key="kind">``), because some readers
+(Cytoscape.js's GraphML extension) name attributes by key id.
+
+By default only the circuit is written (its nodes and the edges among them), which is what Gephi
+and Cytoscape should open; ``all_edges=True`` writes every scored node and edge, and then the file
+reads back into exactly the same circuit.
 
 - node attributes: ``kind``, ``layer``, ``head``, ``feature``, ``position``, ``dictionary``,
-  ``token``, ``role``, ``label``, ``score``, ``in_circuit`` (absent when they do not apply);
+  ``token``, ``role``, ``label``, ``score``, ``in_circuit`` (absent when they do not apply).
+  Every node has a ``layer``: ``input`` is -1 and ``logits`` is ``n_layers`` (one past the last
+  block), so sorting by layer gives the forward order. Every node has a ``label``: its label
+  annotation, else its role, else its id;
 - edge attributes: ``score``, ``qkv``, ``in_circuit``; the edge id is the catalog edge id
   (``a0.h1->a3.h2<q>``), unique in the file;
 - graph attributes: ``catalog_schema_version``, ``model_name``, ``task``, ``name`` and, as JSON
@@ -17,7 +26,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from catalog.errors import FormatError
 from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
@@ -25,14 +34,18 @@ from catalog.formats.files import RawFile
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit
 
+if TYPE_CHECKING:
+    from catalog.graph import Node
+
 FORMAT = "graphml"
 
 
-def to_networkx(circuit: Circuit) -> Any:
-    """A networkx MultiDiGraph carrying only GraphML-safe attribute values."""
+def to_networkx(circuit: Circuit, all_edges: bool = False) -> Any:
+    """A networkx MultiDiGraph carrying only GraphML-safe attribute values: the circuit's nodes
+    and edges, or every scored one with `all_edges`."""
     import networkx as nx
 
-    g = circuit.graph
+    g = circuit.graph if all_edges else circuit.graph.circuit()
     attrs = {
         "catalog_schema_version": SCHEMA_VERSION,
         "model_name": g.shape.name,
@@ -47,15 +60,25 @@ def to_networkx(circuit: Circuit) -> Any:
     G = nx.MultiDiGraph(**{k: v for k, v in attrs.items() if v is not None})
     roles, labels = g.roles(), g.labels()
     for n in g.nodes:
-        data = {"kind": n.kind.value, "layer": n.layer, "head": n.head, "feature": n.feature,
-                "position": n.position, "dictionary": n.dictionary, "token": n.token,
-                "role": roles.get(n.id), "label": labels.get(n.id), "score": n.score,
+        data = {"kind": n.kind.value, "layer": _layer(n, g.shape.n_layers), "head": n.head,
+                "feature": n.feature, "position": n.position, "dictionary": n.dictionary,
+                "token": n.token, "role": roles.get(n.id),
+                "label": labels.get(n.id) or roles.get(n.id) or n.id, "score": n.score,
                 "in_circuit": n.in_circuit}
         G.add_node(n.id, **{k: v for k, v in data.items() if v is not None})
     for e in g.edges:
         data = {"qkv": e.qkv.value if e.qkv else None, "score": e.score, "in_circuit": e.in_circuit}
         G.add_edge(e.src, e.dst, key=e.id, **{k: v for k, v in data.items() if v is not None})
     return G
+
+
+def _layer(node: Node, n_layers: int) -> int:
+    """A node's layer, with the input before block 0 (-1) and the logits after the last."""
+    if node.kind is NodeKind.INPUT:
+        return -1
+    if node.kind is NodeKind.LOGITS:
+        return n_layers
+    return node.layer if node.layer is not None else -1
 
 
 _KEY_RE = re.compile(r"<key\b[^>]*>")
@@ -72,12 +95,13 @@ def _lowercase_booleans(xml: str) -> str:
     return xml
 
 
-def write(circuit: Circuit, fh: IO[bytes]) -> None:
-    """Write GraphML to a binary file handle."""
+def write(circuit: Circuit, fh: IO[bytes], all_edges: bool = False) -> None:
+    """Write GraphML to a binary file handle: the circuit, or every scored edge with `all_edges`."""
     import networkx as nx
 
     buf = io.BytesIO()
-    nx.write_graphml_xml(to_networkx(circuit), buf, encoding="utf-8", prettyprint=True)
+    nx.write_graphml_xml(to_networkx(circuit, all_edges), buf, encoding="utf-8", prettyprint=True,
+                         named_key_ids=True)
     fh.write(_lowercase_booleans(buf.getvalue().decode("utf-8")).encode("utf-8"))
 
 

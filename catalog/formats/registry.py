@@ -17,7 +17,7 @@ from catalog.formats.files import RawFile, parse_json, read_text
 from catalog.provenance import Circuit
 
 if TYPE_CHECKING:
-    from catalog.store import Catalog
+    from catalog.store import Added, Catalog
 
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 Reader = Callable[..., list[Circuit]]
@@ -34,6 +34,7 @@ class FormatSpec:
     reader: Reader | None
     writer: Writer | None = None
     binary_writer: bool = False  # the writer takes a bytes handle
+    writes_selection: bool = False  # the writer takes all_edges (else it writes every edge)
     is_json: bool = True
 
 
@@ -47,7 +48,7 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("circuit-tracer", "circuit-tracer / Neuronpedia attribution-graph JSON",
                    (".json",), circuit_tracer.read),
         FormatSpec("graphml", "GraphML written by circuit-catalog (Gephi, Cytoscape, networkx)",
-                   (".graphml", ".xml"), graphml.read, graphml.write, binary_writer=True,
+                   (".graphml", ".xml"), graphml.read, graphml.write, binary_writer=True, writes_selection=True,
                    is_json=False),
     )
 }
@@ -175,14 +176,21 @@ class _TextToBytes(io.RawIOBase):
         return len(b)
 
 
-def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike[str] | IO[Any]) -> None:
+def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike[str] | IO[Any],
+                  all_edges: bool = False) -> None:
     """Write `circuit` as `format` (graphml, json, eap-ig) to a path (``.gz`` compresses) or an
-    open file. A path is written completely or not at all."""
+    open file. A path is written completely or not at all.
+
+    GraphML holds only the circuit unless `all_edges`; the other formats always keep every scored
+    edge (their readers expect the whole graph with in-circuit flags)."""
     spec = get_format(format)
     if spec.writer is None:
         writable = [s for s, f in FORMATS.items() if f.writer]
         raise InvalidInputError(f"Format {spec.slug} can be imported but not exported; use one of "
                                 f"{', '.join(writable)}.")
+    if spec.writes_selection:
+        circuit_writer = spec.writer  # the selection-aware writer
+        spec = replace(spec, writer=lambda c, fh: circuit_writer(c, fh, all_edges=all_edges))
     if hasattr(path_or_file, "write"):
         fh, _ = _open_out(path_or_file, spec.binary_writer)
         spec.writer(circuit, fh)
@@ -205,26 +213,18 @@ def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike
 
 def import_file(cat: Catalog, path: str | os.PathLike[str], format: str | None = None,
                 model: str | None = None, task: str | None = None, name: str | None = None,
-                tags: Iterable[str] = (), top_k: int | None = None) -> list[int]:
-    """Read and validate every circuit in `path`, then add them to `cat`; return the new ids.
+                tags: Iterable[str] = (), top_k: int | None = None,
+                allow_duplicate: bool = False) -> list[Added]:
+    """Read and validate every circuit in `path`, then add them all to `cat` in one transaction.
 
-    Nothing is written unless the whole file reads; if adding a later circuit fails, the ones
-    already added are deleted again, so a failed import leaves the catalog unchanged.
+    All or none: a failed read adds nothing, and a failed or interrupted write (Ctrl-C, SIGTERM)
+    rolls every circuit of the file back. A circuit already in the catalog (same content, e.g.
+    the same file imported again) is not stored twice: its `Added` names the existing id, with
+    ``duplicate=True``. `allow_duplicate` stores it again anyway.
     """
     circuits = read_circuits(path, format=format, model=model, task=task, name=name, top_k=top_k)
     extra = tuple(t for t in tags if t)
     if len(circuits) > 1 and name:
         circuits = [replace(c, name=f"{name} ({i + 1})") for i, c in enumerate(circuits)]
     circuits = [replace(c, tags=tuple(dict.fromkeys(c.tags + extra))) if extra else c for c in circuits]
-    ids: list[int] = []
-    try:
-        for c in circuits:
-            ids.append(cat.add(c))
-    except BaseException:
-        for done in reversed(ids):
-            try:
-                cat.delete(done)
-            except CatalogError:
-                pass
-        raise
-    return ids
+    return cat.add_many(circuits, allow_duplicate=allow_duplicate)

@@ -2,7 +2,7 @@
 
 Accuracy counts an example correct when the arg-max over the whole vocabulary is the answer
 (greater-than: any two-digit year after YY). ``chance`` is the accuracy of guessing uniformly
-among the candidates the prompt offers (the two names; the question's colors; the 100 years;
+among the candidates the prompt offers (the two names, or three in the third-name variant; the question's colors; the 100 years;
 the ordinary vocabulary for induction), the bar a model must clearly beat.
 """
 
@@ -15,6 +15,10 @@ SUITES: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ("ioi", "ioi", {"split": "test", "templates": "train"}, "held-out name pairs, training templates"),
     ("ioi/heldout-templates", "ioi", {"split": "test", "templates": "heldout"},
      "held-out name pairs, held-out templates"),
+    *((f"ioi/third-name-{o}", "ioi", {"split": "test", "templates": "train", "variant": "third-name",
+                                      "order": o},
+       f"held-out name pairs, three names in order {o} (A the answer; B and C give)")
+      for o in ("ABC", "BAC", "BCA")),
     ("colored-objects", "colored-objects", {"split": "test", "templates": "train"},
      "held-out object combinations, 3 objects, one-shot (Merullo format)"),
     ("colored-objects/heldout-templates", "colored-objects", {"split": "test", "templates": "heldout"},
@@ -28,7 +32,7 @@ SUITES: tuple[tuple[str, str, dict[str, Any], str], ...] = (
 
 def _chance(key: str, ds: Any, options: dict[str, Any]) -> float:
     if key.startswith("ioi"):
-        return 0.5
+        return 1.0 / 3 if options.get("variant") == "third-name" else 0.5
     if key.startswith("colored-objects"):
         return 1.0 / options.get("n_objects", 3)
     if key == "greater-than":

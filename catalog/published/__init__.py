@@ -11,7 +11,7 @@ the components by role::
      "edges": ["a0.h1->a3.h2<q>", ...]}          # optional
 
 They are stored with ``source=published``, the citation, and selection rule ``given``.
-`load_published` is idempotent: a file already loaded (same content hash) is not added again.
+`load_published` is idempotent: a circuit already loaded (same content hash) is not added again.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from catalog.provenance import Circuit, Provenance, Selection, SelectionRule, So
 from catalog.shapes import require_shape
 
 if TYPE_CHECKING:
-    from catalog.store import Catalog
+    from catalog.store import Added, Catalog
 
 SCHEMA_VERSION = 1
 SOURCE_FORMAT = "published"
@@ -133,11 +133,13 @@ def _with_hash(entry: PublishedCircuit) -> Circuit:
     return Circuit(graph=c.graph, task=c.task, provenance=prov, name=c.name, tags=c.tags)
 
 
-def load_published(cat: Catalog, names: Iterable[str] | None = None) -> list[int]:
-    """Add the shipped circuits (all, or those named) to `cat`; return their ids in the catalog.
+def load_published(cat: Catalog, names: Iterable[str] | None = None,
+                   allow_duplicate: bool = False) -> list[Added]:
+    """Add the shipped circuits (all, or those named) to `cat` in one transaction; one `Added` each.
 
-    Idempotent: a circuit whose data file (by content hash) is already in the catalog is not added
-    again; its existing id is returned.
+    Idempotent, also with several processes loading at once: a circuit already in the catalog
+    (same content hash, see `catalog.store.identity`) is not added again; its `Added` names the
+    existing id, with ``duplicate=True``. `allow_duplicate` adds them again anyway.
     """
     entries = published_circuits()
     if names is not None:
@@ -147,19 +149,4 @@ def load_published(cat: Catalog, names: Iterable[str] | None = None) -> list[int
             if n not in known:
                 raise suggest(n, list(known), "published circuit")
         entries = [known[n] for n in wanted]
-    present = loaded_published(cat)
-    ids = []
-    for entry in entries:
-        existing = present.get(entry.sha256)
-        ids.append(existing if existing is not None else cat.add(entry.circuit))
-    return ids
-
-
-def loaded_published(cat: Catalog) -> dict[str, int]:
-    """Content hash -> catalog id of the published circuits already in `cat`."""
-    out: dict[str, int] = {}
-    for summary in cat.list(source=Source.PUBLISHED.value):
-        sha = cat.get(summary.id).provenance.source_sha256
-        if sha is not None:
-            out.setdefault(sha, summary.id)
-    return out
+    return cat.add_many([e.circuit for e in entries], allow_duplicate=allow_duplicate)

@@ -9,6 +9,7 @@
 from catalog.store.catalog import Catalog
 from catalog.store.engine import default_path, resolve_url
 from catalog.store.records import (
+    Added,
     CircuitSummary,
     ComponentCount,
     FindHit,
@@ -20,6 +21,7 @@ from catalog.store.records import (
 from catalog.store.schema import RunStatus
 
 __all__ = [
+    "Added",
     "Catalog",
     "CircuitSummary",
     "ComponentCount",

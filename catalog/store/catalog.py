@@ -8,17 +8,20 @@ batches (one statement per table), not one ORM object per edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, insert, select, update
+from sqlalchemy import Select, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import (
     AmbiguousReferenceError,
+    CatalogError,
     InvalidInputError,
     NotFoundError,
     SchemaOutOfDateError,
@@ -28,14 +31,16 @@ from catalog.graph import ModelShape
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
-from catalog.store import aggregates, engine
+from catalog.store import aggregates, engine, runs
 from catalog.store.convert import (
     ANNOTATION_COLUMNS,
     EDGE_COLUMNS,
     NODE_COLUMNS,
     TAG_COLUMNS,
     annotation_rows,
+    check_lengths,
     check_metrics,
+    check_provenance_lengths,
     check_provenance_text,
     check_text,
     edge_rows,
@@ -46,7 +51,9 @@ from catalog.store.convert import (
     shape_from,
     utc,
 )
+from catalog.store.identity import content_hash
 from catalog.store.records import (
+    Added,
     CircuitSummary,
     ComponentCount,
     FindHit,
@@ -89,11 +96,14 @@ class Catalog:
     # --- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, check_schema: bool = True) -> Catalog:
+    def open(cls, url: str | None = None, *, check_schema: bool = True, create: bool = True) -> Catalog:
         """Open the catalog at `url` (a path or SQLAlchemy URL; None: ``$CATALOG_DB``, then the
         default file). A new, empty database is migrated to head. An existing one behind head
-        raises `SchemaOutOfDateError` unless `check_schema` is False (for ``catalog db upgrade``)."""
-        connector = engine.Connector(engine.make_engine(engine.resolve_url(url)))
+        raises `SchemaOutOfDateError` unless `check_schema` is False (for ``catalog db upgrade``).
+        With `create` False a SQLite file that does not exist raises `NotFoundError` instead of
+        being created (for commands that only read). A file or folder that is not writable is
+        opened read-only: reads work, writes raise `StoreUnavailableError`."""
+        connector = engine.Connector(engine.make_engine(engine.resolve_url(url), create=create))
         try:
             engine.check_schema(connector, migrate_empty=check_schema)
         except SchemaOutOfDateError:
@@ -105,6 +115,11 @@ class Catalog:
     def url(self) -> str:
         """The database URL with any password masked."""
         return self._db.url
+
+    @property
+    def read_only(self) -> bool:
+        """True when the catalog was opened read-only (its SQLite file or folder is not writable)."""
+        return self._db.read_only
 
     @property
     def backend(self) -> str:
@@ -143,15 +158,73 @@ class Catalog:
     # --- circuits -----------------------------------------------------------------------------
 
     def add(self, circuit: Circuit) -> int:
-        """Store `circuit` in one transaction and return its new id (`circuit.id` is ignored)."""
-        if not isinstance(circuit, Circuit):
-            raise InvalidInputError(f"Catalog.add takes a catalog.provenance.Circuit, not {type(circuit).__name__}.")
-        with self._db.session_scope(write=True) as s:
-            if circuit.run_id is not None:
-                self._running(s, circuit.run_id)
-            return self._insert(s, circuit, circuit.run_id)
+        """Store `circuit` in one transaction and return its new id (`circuit.id` is ignored).
 
-    def _insert(self, s: Session, circuit: Circuit, run_id: int | None) -> int:
+        Always adds a new record, even for content already stored; `add_many` deduplicates."""
+        return self.add_many([circuit], allow_duplicate=True)[0].id
+
+    def add_many(self, circuits: Iterable[Circuit], *, allow_duplicate: bool = False) -> list[Added]:
+        """Store `circuits` in ONE transaction, all or none (an error, Ctrl-C or a signal turned
+        into an exception by `catalog.signals` rolls every one back); one `Added` each, in order.
+
+        Each circuit is identified by its content hash (`catalog.store.identity`): one already in
+        the catalog, or earlier in `circuits`, is not stored again and its `Added` names the
+        existing id (``duplicate=True``). Concurrent writers of the same content store it once.
+        `allow_duplicate` stores every circuit as a new record (a deliberate duplicate)."""
+        items = list(circuits)
+        for c in items:
+            if not isinstance(c, Circuit):
+                raise InvalidInputError(f"Catalog.add takes a catalog.provenance.Circuit, not {type(c).__name__}.")
+        hashes = [None if allow_duplicate else content_hash(c) for c in items]
+        out: list[Added] = []
+        with self._db.session_scope(write=True) as s:
+            self._lock_hashes(s, [h for h in hashes if h])
+            seen: dict[str, int] = {}
+            for c, h in zip(items, hashes):
+                existing = seen.get(h) if h else None
+                if h and existing is None:
+                    existing = self._stored_as(s, c, h)
+                if existing is not None:
+                    out.append(Added(id=existing, duplicate=True))
+                    continue
+                if c.run_id is not None:
+                    self._running(s, c.run_id)
+                cid = self._insert(s, c, c.run_id, h)
+                if h:
+                    seen[h] = cid
+                out.append(Added(id=cid, duplicate=False))
+        return out
+
+    def _stored_as(self, s: Session, circuit: Circuit, h: str) -> int | None:
+        """The id of a stored circuit with content hash `h`, or None. A circuit stored without a
+        hash (before revision 0003, or as a deliberate duplicate) from the same source file is
+        compared by content and, if equal, given the hash now, so it is found next time."""
+        found = s.scalar(select(CircuitRow.id).where(CircuitRow.content_hash == h))
+        sha = circuit.provenance.source_sha256
+        if found is not None or sha is None:
+            return found
+        legacy = s.scalars(select(CircuitRow.id).where(
+            CircuitRow.content_hash.is_(None), CircuitRow.source_sha256 == sha,
+            CircuitRow.source == circuit.provenance.source.value).order_by(CircuitRow.id)).all()
+        for cid in legacy:
+            old = self._load(s, cid)
+            if old is not None and content_hash(old) == h:
+                s.execute(update(CircuitRow).where(CircuitRow.id == cid).values(content_hash=h))
+                return cid
+        return None
+
+    def _lock_hashes(self, s: Session, hashes: list[str]) -> None:
+        """On PostgreSQL, take a transaction lock per content hash (in sorted order, so two
+        writers cannot deadlock): a second writer of the same content waits for the first to
+        commit, then finds its circuit. SQLite writers are already serialised (BEGIN IMMEDIATE);
+        the UNIQUE constraint backs both."""
+        if not hashes or s.connection().dialect.name != "postgresql":
+            return
+        for h in sorted(set(hashes)):
+            key = int(h[:15], 16)  # 60 bits: fits PostgreSQL's signed bigint lock key
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    def _insert(self, s: Session, circuit: Circuit, run_id: int | None, hash_: str | None = None) -> int:
         if not circuit.task or not circuit.task.strip():
             raise InvalidInputError("A circuit needs a task name (e.g. ioi); pass --task when importing.")
         graph = circuit.graph
@@ -160,6 +233,7 @@ class Catalog:
         if any(not isinstance(t, str) or not t.strip() for t in tags):
             raise InvalidInputError(f"Tags must be non-empty strings, got {list(tags)!r}.")
         check_text(circuit)
+        check_lengths(circuit)
         values = {
             "name": circuit.name,
             "model_id": self._model_id(s, graph.shape),
@@ -171,6 +245,8 @@ class Catalog:
             "n_mlps": size["mlps"], "n_features": size["features"], "n_scored_edges": size["scored_edges"],
             **provenance_columns(circuit.provenance),
         }
+        if hash_ is not None:  # only then: a catalog at an older revision lacks the column
+            values["content_hash"] = hash_
         circuits = CircuitRow.__table__
         cid = int(s.execute(insert(circuits).values(**values).returning(circuits.c.id)).scalar_one())
         self._bulk_insert(s, NodeRow.__table__, NODE_COLUMNS, node_rows(cid, graph))
@@ -243,21 +319,28 @@ class Catalog:
         return int(tid)  # type: ignore[arg-type]
 
     def get(self, circuit_id: int) -> Circuit:
-        """The stored circuit, exactly as added (with its id and run id set)."""
+        """The stored circuit, exactly as added (with its id and run id set). Read in one
+        snapshot: a circuit deleted meanwhile is whole or `NotFoundError`, never half."""
         cid = _as_id(circuit_id)
         with self._db.session_scope() as s:
-            row = s.get(CircuitRow, cid)
-            if row is None:
-                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
-            shape = shape_from(s.get_one(ModelRow, row.model_id))
-            task = s.get_one(TaskRow, row.task_id).name
-            nodes = s.execute(select(NodeRow.__table__).where(NodeRow.circuit_id == cid)).all()
-            edges = s.execute(select(EdgeRow.__table__).where(EdgeRow.circuit_id == cid)).all()
-            anns = s.execute(select(AnnotationRow.__table__).where(AnnotationRow.circuit_id == cid)).all()
-            tags = s.scalars(select(TagRow.tag).where(TagRow.circuit_id == cid).order_by(TagRow.position)).all()
-            return Circuit(graph=graph_from(shape, nodes, edges, anns), task=task,
-                           provenance=provenance_from(row), name=row.name, tags=tuple(tags),
-                           metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
+            circuit = self._load(s, cid)
+        if circuit is None:
+            raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+        return circuit
+
+    def _load(self, s: Session, cid: int) -> Circuit | None:
+        row = s.get(CircuitRow, cid)
+        if row is None:
+            return None
+        shape = shape_from(s.get_one(ModelRow, row.model_id))
+        task = s.get_one(TaskRow, row.task_id).name
+        nodes = s.execute(select(NodeRow.__table__).where(NodeRow.circuit_id == cid)).all()
+        edges = s.execute(select(EdgeRow.__table__).where(EdgeRow.circuit_id == cid)).all()
+        anns = s.execute(select(AnnotationRow.__table__).where(AnnotationRow.circuit_id == cid)).all()
+        tags = s.scalars(select(TagRow.tag).where(TagRow.circuit_id == cid).order_by(TagRow.position)).all()
+        return Circuit(graph=graph_from(shape, nodes, edges, anns), task=task,
+                       provenance=provenance_from(row), name=row.name, tags=tuple(tags),
+                       metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
 
     def delete(self, circuit_id: int) -> None:
         """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
@@ -350,14 +433,47 @@ class Catalog:
     # --- runs ---------------------------------------------------------------------------------
 
     def start_run(self, model: ModelShape, task: str, provenance: Provenance) -> int:
-        """Record a discovery run as ``running`` and return its id."""
+        """Record a discovery run as ``running``, owned by this process, and return its id."""
         if not task or not task.strip():
             raise InvalidInputError("A run needs a task name.")
         check_provenance_text(provenance)
+        check_provenance_lengths(provenance)
         with self._db.session_scope(write=True) as s:
+            now = _now()
             values = {"model_id": self._model_id(s, model), "task_id": self._task_id(s, task.strip()),
-                      "status": RunStatus.RUNNING.value, "started_at": _now(), **provenance_columns(provenance)}
+                      "status": RunStatus.RUNNING.value, "started_at": now, "host": runs.this_host(),
+                      "pid": os.getpid(), "heartbeat_at": now, **provenance_columns(provenance)}
             return int(s.execute(insert(RunRow).values(**values).returning(RunRow.id)).scalar_one())
+
+    def heartbeat(self, run_id: int) -> None:
+        """Say that a running run's process is alive (see `catalog.store.runs`)."""
+        with self._db.session_scope(write=True) as s:
+            s.execute(update(RunRow).where(RunRow.id == _as_id(run_id, "run"),
+                                           RunRow.status == RunStatus.RUNNING.value)
+                      .values(heartbeat_at=_now()))
+
+    @contextmanager
+    def tracked_run(self, model: ModelShape, task: str, provenance: Provenance,
+                    heartbeat_s: float = runs.HEARTBEAT_S) -> Iterator[int]:
+        """A run for the block: started, kept alive by a heartbeat, and if the block raises,
+        recorded as ``interrupted`` (Ctrl-C, SIGTERM, SIGHUP: see `catalog.signals`) or ``failed``,
+        with the reason, before the error goes on. The block calls `finish_run` to store its circuit."""
+        from catalog import signals
+
+        run_id = self.start_run(model, task, provenance)
+        try:
+            with runs.Heartbeat(lambda: self.heartbeat(run_id), heartbeat_s):
+                yield run_id
+        except BaseException as e:
+            with signals.shielded():  # a second signal must not leave the run "running"
+                interrupted = isinstance(e, KeyboardInterrupt)
+                reason = signals.describe(e) if interrupted else f"{type(e).__name__}: {e}"
+                try:
+                    self._end_run(run_id, RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, reason)
+                except CatalogError as bookkeeping:  # the original error matters more; keep both
+                    e.add_note(f"The run could not be marked {'interrupted' if interrupted else 'failed'} "
+                               f"either: {bookkeeping}")
+            raise
 
     def finish_run(self, run_id: int, circuit: Circuit) -> int:
         """Store the run's circuit and mark the run ``done``, in one transaction; the circuit id."""
@@ -370,10 +486,28 @@ class Catalog:
 
     def fail_run(self, run_id: int, message: str) -> None:
         """Mark a running run ``failed`` with the error message (no circuit is stored)."""
+        self._end_run(run_id, RunStatus.FAILED, message)
+
+    def interrupt_run(self, run_id: int, reason: str) -> None:
+        """Mark a running run ``interrupted`` (stopped by a signal) with the reason."""
+        self._end_run(run_id, RunStatus.INTERRUPTED, reason)
+
+    def _end_run(self, run_id: int, status: RunStatus, message: str) -> None:
         with self._db.session_scope(write=True) as s:
             self._running(s, run_id)
             s.execute(update(RunRow).where(RunRow.id == run_id)
-                      .values(status=RunStatus.FAILED.value, finished_at=_now(), error=str(message)))
+                      .values(status=status.value, finished_at=_now(), error=str(message)))
+
+    def cleanup_runs(self, stale_after: float = runs.STALE_AFTER_S) -> list[RunRecord]:
+        """Mark every stale run (``running`` but its process is gone) ``failed``, saying why;
+        return them as they are now. A run that finishes meanwhile is left alone."""
+        stale = [r for r in self.list_runs(status=RunStatus.RUNNING.value, stale_after=stale_after) if r.stale]
+        with self._db.session_scope(write=True) as s:
+            for r in stale:
+                s.execute(update(RunRow).where(RunRow.id == r.id, RunRow.status == RunStatus.RUNNING.value)
+                          .values(status=RunStatus.FAILED.value, finished_at=_now(),
+                                  error=f"stale: {r.stale_reason}; marked failed by `catalog runs --cleanup`"))
+        return self.list_runs(_ids=[r.id for r in stale]) if stale else []
 
     def _running(self, s: Session, run_id: int) -> RunRow:
         row = s.get(RunRow, _as_id(run_id, "run"))
@@ -385,20 +519,22 @@ class Catalog:
 
     def get_run(self, run_id: int) -> RunRecord:
         rid = _as_id(run_id, "run")
-        runs = self.list_runs(_ids=[rid])
-        if not runs:
+        found = self.list_runs(_ids=[rid])
+        if not found:
             raise NotFoundError(f"No run #{rid} in {self.url}. Run `catalog runs` to see the runs.")
-        return runs[0]
+        return found[0]
 
     def list_runs(self, status: str | None = None, model: str | None = None, task: str | None = None,
-                  *, _ids: Sequence[int] | None = None) -> list[RunRecord]:
-        """Runs matching the filters, oldest first."""
+                  *, stale_after: float = runs.STALE_AFTER_S, _ids: Sequence[int] | None = None) -> list[RunRecord]:
+        """Runs matching the filters, oldest first. `status` may also be ``stale``: running runs
+        whose process is gone (see `catalog.store.runs`)."""
         q = (select(RunRow, ModelRow.name.label("model"), TaskRow.name.label("task"))
              .join(ModelRow, RunRow.model_id == ModelRow.id).join(TaskRow, RunRow.task_id == TaskRow.id))
+        known = [s.value for s in RunStatus] + ["stale"]
         if status:
-            if status not in {s.value for s in RunStatus}:
-                raise InvalidInputError(f"Unknown run status '{status}'. Use running, done or failed.")
-            q = q.where(RunRow.status == status)
+            if status not in known:
+                raise InvalidInputError(f"Unknown run status '{status}'. Use {', '.join(known)}.")
+            q = q.where(RunRow.status == (RunStatus.RUNNING.value if status == "stale" else status))
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
@@ -413,7 +549,10 @@ class Catalog:
                 for cid, rid in s.execute(select(CircuitRow.id, CircuitRow.run_id)
                                           .where(CircuitRow.run_id.in_(ids)).order_by(CircuitRow.id)):
                     made.setdefault(rid, []).append(cid)
-            return [_run_record(r.RunRow, r.model, r.task, made.get(r.RunRow.id, ())) for r in rows]
+            now = _now()
+            out = [_run_record(r.RunRow, r.model, r.task, made.get(r.RunRow.id, ()), now, stale_after) for r in rows]
+        # "running" still lists stale runs (that is what they are recorded as); "stale" only them.
+        return [r for r in out if r.stale] if status == "stale" else out
 
     # --- aggregates (SQL; no graph is loaded) ---------------------------------------------------
 
@@ -510,12 +649,18 @@ def _summary(r: Any, tags: tuple[str, ...]) -> CircuitSummary:
     )
 
 
-def _run_record(row: RunRow, model: str, task: str, circuits: Iterable[int]) -> RunRecord:
+def _run_record(row: RunRow, model: str, task: str, circuits: Iterable[int], now: datetime,
+                stale_after: float) -> RunRecord:
     started = utc(row.started_at)
     finished = utc(row.finished_at) if row.finished_at else None
+    heartbeat = utc(row.heartbeat_at) if row.heartbeat_at else None
+    reason = None
+    if row.status == RunStatus.RUNNING.value:
+        reason = runs.stale_reason(row.host, row.pid, heartbeat, started, now, stale_after)
     return RunRecord(
         id=row.id, model=model, task=task, status=row.status, provenance=provenance_from(row),
         started_at=started, finished_at=finished,
         seconds=(finished - started).total_seconds() if finished else None, error=row.error,
-        circuit_ids=tuple(circuits),
+        circuit_ids=tuple(circuits), host=row.host, pid=row.pid, heartbeat_at=heartbeat,
+        stale=reason is not None, stale_reason=reason,
     )

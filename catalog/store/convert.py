@@ -60,6 +60,38 @@ def check_text(circuit: Circuit) -> None:
     check_provenance_text(circuit.provenance)
 
 
+# The schema's VARCHAR lengths (see schema.py). PostgreSQL enforces them and SQLite does not;
+# the store checks them itself so both backends refuse the same values with the same message.
+_LIMITS = {"circuit name": 300, "task": 200, "model name": 200, "model revision": 200, "tag": 200,
+           "node id": 200, "dictionary": 200, "annotation node": 200}
+_PROVENANCE_LIMITS = {"source_format": 100, "source_sha256": 64, "method": 100, "dataset_hash": 128,
+                      "metric": 200, "created_by": 200}
+
+
+def _refuse_long(pairs: Iterable[tuple[str, Any]], limits: Mapping[str, int]) -> None:
+    for what, value in pairs:
+        limit = limits[what]
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidInputError(
+                f"The {what} {value[:40]!r}... is {len(value)} characters long; the catalog stores at most "
+                f"{limit}. Shorten it and try again."
+            )
+
+
+def check_lengths(circuit: Circuit) -> None:
+    """Refuse names, ids and tags longer than their columns, on every backend alike."""
+    g = circuit.graph
+    _refuse_long([("circuit name", circuit.name), ("task", circuit.task.strip()), ("model name", g.shape.name),
+                  ("model revision", g.shape.revision), *(("tag", t) for t in circuit.tags),
+                  *(("node id", n.id) for n in g.nodes), *(("dictionary", n.dictionary) for n in g.nodes),
+                  *(("annotation node", a.node) for a in g.annotations)], _LIMITS)
+    check_provenance_lengths(circuit.provenance)
+
+
+def check_provenance_lengths(p: Provenance) -> None:
+    _refuse_long(((f, getattr(p, f)) for f in _PROVENANCE_LIMITS), _PROVENANCE_LIMITS)
+
+
 def check_provenance_text(p: Provenance) -> None:
     _refuse_nul((f"provenance {f}", getattr(p, f)) for f in _PROVENANCE_TEXT)
 

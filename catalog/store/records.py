@@ -18,6 +18,14 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class Added(_Record):
+    """What `Catalog.add_many` did with one circuit: stored it as `id`, or found it already
+    stored as `id` (``duplicate=True``; nothing was added)."""
+
+    id: int
+    duplicate: bool = False
+
+
 class CircuitSummary(_Record):
     """One line of `Catalog.list`: sizes count the circuit's nodes and edges, not every scored one."""
 
@@ -52,7 +60,11 @@ class SchemaStatus(_Record):
 
 
 class RunRecord(_Record):
-    """A discovery run: status (running, done, failed), timings, error and the circuit it stored."""
+    """A discovery run: status (running, done, failed, interrupted), timings, error or reason,
+    owner (host, pid), last heartbeat, and the circuit it stored.
+
+    ``stale`` is True for a ``running`` run whose process is gone (see `catalog.store.runs`);
+    ``stale_reason`` says how that was told. `state` is what to show: ``stale`` or the status."""
 
     id: int
     model: str
@@ -64,6 +76,15 @@ class RunRecord(_Record):
     seconds: float | None
     error: str | None
     circuit_ids: tuple[int, ...] = ()
+    host: str | None = None
+    pid: int | None = None
+    heartbeat_at: datetime | None = None
+    stale: bool = False
+    stale_reason: str | None = None
+
+    @property
+    def state(self) -> str:
+        return "stale" if self.stale else self.status
 
 
 class ComponentCount(_Record):

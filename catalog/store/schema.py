@@ -51,6 +51,7 @@ class RunStatus(str, Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, SIGTERM, SIGHUP); added by 0003
 
 
 def _one_of(column: str, enum: type[Enum], name: str, nullable: bool = False) -> CheckConstraint:
@@ -135,6 +136,10 @@ class RunRow(_ProvenanceColumns, Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+    # Added by revision 0003: who runs it, and when that process last said it was alive.
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (_one_of("status", RunStatus, "status"), *_provenance_checks())
 
@@ -157,11 +162,16 @@ class CircuitRow(_ProvenanceColumns, Base):
     n_mlps: Mapped[int] = mapped_column(Integer)
     n_features: Mapped[int] = mapped_column(Integer)
     n_scored_edges: Mapped[int] = mapped_column(Integer)
+    # Added by revision 0003: what was imported, hashed (see `catalog.store.identity`); NULL for
+    # discovered circuits and deliberate duplicates, which never collide.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         *_provenance_checks(),
         # Added by revision 0002: "newest circuit per task on a model" and model/task filters.
         Index("ix_circuits_model_id_task_id", "model_id", "task_id"),
+        # Added by revision 0003: one circuit per content (NULLs never collide).
+        Index("ix_circuits_content_hash", "content_hash", unique=True),
     )
 
 

@@ -129,6 +129,19 @@ class TaskDataset:
         check_known([role], self.role_names, self.task)
         return self.role_names.index(role)
 
+    def role_positions(self, role: str) -> torch.Tensor:
+        """[N]: the token index of `role` in each example. A role the task does not have, or one
+        that only some prompts have (a slot of some templates), is a one-line error."""
+        import torch
+
+        index = self.role_index(role)
+        hits = self.role_ids == index
+        missing = int((~hits.any(dim=1)).sum())
+        if missing:
+            raise TaskError(f"Role {role} is missing from {missing} of {len(self)} {self.task} prompts (a slot "
+                            "some templates lack); use a role every prompt has, such as END.")
+        return hits.to(torch.long).argmax(dim=1)
+
     def first_difference(self) -> torch.Tensor:
         """[N]: the first position where clean and corrupt prompts differ (T where they never do).
 

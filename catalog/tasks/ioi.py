@@ -15,14 +15,23 @@ after the first subject mention, ``END`` the last token; the rest are slots (``I
 Held-out parts: ``split="test"`` draws only (IO, S) name pairs never used in training
 (``split="train"`` only the others); ``templates="heldout"`` the three templates kept out of
 training.
+
+``variant="third-name"`` is a well-posed variant with three names: the first clause names the
+indirect object A and two subjects B and C, and the second clause has B and C give together, so
+A is still the only answer: "Then, Mary, John and Kelly went to the store. John and Kelly gave a
+drink to" -> Mary. ``order`` is where A stands among the three (``ABC``, ``BAC``, ``BCA``); the
+givers keep their first-clause order. A rule "the name that is not S2" cannot pass it: two names
+are not S2 there.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterator
 from typing import Any
 
+from catalog.errors import TaskError
 from catalog.tasks.base import TaskDataset, TaskSpec
 from catalog.tasks.examples import (
     SPLITS,
@@ -69,6 +78,9 @@ COUNTERFACTUALS = ("abc", "s2", "io-swap", "s1-swap", "s2-swap")
 #: The positions IOI names (every other position is a slot relative to one of these).
 KEY_ROLES = ("IO", "S1", "S1+1", "S2", "END")
 ORDERS = ("mixed", "ABBA", "BABA")
+VARIANTS = ("two-names", "third-name")
+#: Where the indirect object A stands among the three names of the ``third-name`` variant.
+THIRD_NAME_ORDERS = ("mixed", "ABC", "BAC", "BCA")
 
 
 def fill(template: str, first: str, second: str, subject: str, place: str, obj: str) -> str:
@@ -119,19 +131,67 @@ def sample_pair(rng: random.Random, split: str, names: tuple[str, ...] = NAMES) 
             return io, s
 
 
+def fill_third_name(template: str, names: tuple[str, str, str], givers: tuple[str, str], place: str,
+                    obj: str) -> str:
+    """A template's prompt with three first mentions ("X, Y and Z") and two givers ("B and C").
+
+    >>> fill_third_name("Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]",
+    ...                 ("Mary", "John", "Kelly"), ("John", "Kelly"), "store", "drink")
+    'Then, Mary, John and Kelly went to the store. John and Kelly gave a drink to'
+    """
+    body = template[: template.rindex("[A]")].rstrip()
+    body = body.replace("[B] and [A]", "\0N", 1).replace("[B]", "\0G", 1)
+    body = body.replace("\0N", f"{names[0]}, {names[1]} and {names[2]}")
+    body = body.replace("\0G", f"{givers[0]} and {givers[1]}")
+    return body.replace("[PLACE]", place).replace("[OBJECT]", obj)
+
+
+def _draws(n: int, seed: int, split: str, templates: str,
+           extra_templates: tuple[str, ...]) -> Iterator[tuple[int, random.Random, str, str, str]]:
+    """(index, rng, template, IO, S) for each of ``n`` examples; the rest is drawn from ``rng``."""
+    check_choice("ioi", "split", split, SPLITS)
+    pool = pick_templates("ioi", TEMPLATES, HELDOUT_TEMPLATES, templates) + list(extra_templates)
+    rng = random.Random(seed)
+    for i in range(n):
+        template = rng.choice(pool)
+        io, s = sample_pair(rng, split)
+        yield i, rng, template, io, s
+
+
+def third_name_examples(n: int, seed: int, split: str = "all", templates: str = "all",
+                        order: str = "mixed", extra_templates: tuple[str, ...] = ()) -> list[Example]:
+    """``n`` examples of the ``third-name`` variant; the counterfactual is three other names.
+
+    ``split`` constrains the pair (A, B) as in the two-name task and, in training, (A, C) too, so
+    a held-out pair never occurs in training in either role.
+    """
+    check_choice("ioi", "order", order, THIRD_NAME_ORDERS)
+    out = []
+    for i, rng, template, io, b in _draws(n, seed, split, templates, extra_templates):
+        while True:
+            c = rng.choice([x for x in NAMES if x not in (io, b)])
+            if split != "train" or not held_out(*sorted((io, c))):
+                break
+        place, obj = rng.choice(PLACES), rng.choice(OBJECTS)
+        which = THIRD_NAME_ORDERS[1 + i % 3] if order == "mixed" else order
+        names = tuple({"A": io, "B": b, "C": c}[k] for k in which)
+        givers = tuple(x for x in names if x != io)
+        clean = fill_third_name(template, names, givers, place, obj)  # type: ignore[arg-type]
+        x, y, z = rng.sample([x for x in NAMES if x not in (io, b, c)], 3)
+        corrupt = fill_third_name(template, (x, y, z), (y, z) if which == "ABC" else
+                                  (x, z) if which == "BAC" else (x, y), place, obj)
+        out.append(Example(clean, corrupt, io, givers[-1], meta={"order": which}))
+    return out
+
+
 def examples(n: int, seed: int, counterfactual: str = "abc", split: str = "all",
              templates: str = "all", order: str = "mixed",
              extra_templates: tuple[str, ...] = ()) -> list[Example]:
     """``n`` IOI examples as text, deterministic from ``seed``."""
     check_choice("ioi", "counterfactual", counterfactual, COUNTERFACTUALS)
-    check_choice("ioi", "split", split, SPLITS)
     check_choice("ioi", "order", order, ORDERS)
-    pool = pick_templates("ioi", TEMPLATES, HELDOUT_TEMPLATES, templates) + list(extra_templates)
-    rng = random.Random(seed)
     out = []
-    for i in range(n):
-        template = rng.choice(pool)
-        io, s = sample_pair(rng, split)
+    for i, rng, template, io, s in _draws(n, seed, split, templates, extra_templates):
         place, obj = rng.choice(PLACES), rng.choice(OBJECTS)
         abba = (i % 2 == 0) if order == "mixed" else order == "ABBA"
         first, second = (io, s) if abba else (s, io)
@@ -155,11 +215,20 @@ def examples(n: int, seed: int, counterfactual: str = "abc", split: str = "all",
 
 
 def build(model: Any, n: int, seed: int, counterfactual: str = "abc", split: str = "all",
-          templates: str = "all", order: str = "mixed") -> TaskDataset:
+          templates: str = "all", order: str = "mixed", variant: str = "two-names") -> TaskDataset:
     """The IOI dataset for ``model``'s tokenizer."""
-    exs = examples(n, seed, counterfactual=counterfactual, split=split, templates=templates, order=order)
+    check_choice("ioi", "variant", variant, VARIANTS)
+    if variant == "third-name":
+        if counterfactual != "abc":
+            raise TaskError("Task ioi: the third-name variant has only the abc counterfactual; "
+                            "drop counterfactual or use variant=two-names.")
+        exs = third_name_examples(n, seed, split=split, templates=templates, order=order)
+    else:
+        exs = examples(n, seed, counterfactual=counterfactual, split=split, templates=templates, order=order)
     spec = {"n": n, "seed": seed, "counterfactual": counterfactual, "split": split,
             "templates": templates, "order": order}
+    if variant != "two-names":  # the default stays out of the spec, so existing specs are unchanged
+        spec["variant"] = variant
     return assemble("ioi", model, exs, spec, metric_name="logit_diff")
 
 
@@ -173,6 +242,9 @@ SPEC = TaskSpec(
                    "io-swap / s1-swap: only the indirect object / first subject mention replaced; "
                    "s2-swap: the second subject mention takes the indirect object's name (the answer flips)",
     builder=build,
-    options={"counterfactual": "abc (default) | s2 | io-swap | s1-swap | s2-swap", "split": "all | train | test (held-out name pairs)",
-             "templates": "all | train | heldout", "order": "mixed | ABBA | BABA"},
+    options={"counterfactual": "abc (default) | s2 | io-swap | s1-swap | s2-swap",
+             "split": "all | train | test (held-out name pairs)",
+             "templates": "all | train | heldout",
+             "order": "mixed | ABBA | BABA (third-name: mixed | ABC | BAC | BCA)",
+             "variant": "two-names (default) | third-name (A, B, C; B and C give: well-posed)"},
 )

@@ -11,15 +11,20 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 PEER = SHARED / "fixtures" / "peer-formats"
 
 
-def test_db_current_then_upgrade_then_current(cli):
+def test_db_current_then_upgrade_then_current(cli, db):
     first = cli("db", "current", "--json")
-    assert first.exit_code == 0, first.stderr
-    info = json.loads(first.stdout)
-    assert info["current"] is None and info["up_to_date"] is False
+    if db.startswith("sqlite"):  # a file that does not exist: said so, and not created
+        assert first.exit_code == 1 and "no catalog at" in first.stderr
+        assert not Path(db.removeprefix("sqlite:///")).exists()
+    else:  # an empty PostgreSQL database
+        assert first.exit_code == 0, first.stderr
+        info = json.loads(first.stdout)
+        assert info["current"] is None and info["up_to_date"] is False
     up = cli("db", "upgrade", "--json")
     assert up.exit_code == 0, up.stderr
     upgraded = json.loads(up.stdout)
-    assert upgraded["current"] == info["head"] and upgraded["previous"] is None
+    info = json.loads(cli("db", "current", "--json").stdout)
+    assert upgraded["current"] == info["head"]
     again = json.loads(cli("db", "current", "--json").stdout)
     assert again["current"] == info["head"] and again["up_to_date"] is True
 
@@ -50,6 +55,7 @@ def test_list_filters_and_json(cli, catalog_with, toy_circuit):
 
 
 def test_list_of_an_empty_catalog_says_how_to_fill_it(cli):
+    assert cli("db", "upgrade").exit_code == 0
     result = cli("list")
     assert result.exit_code == 0 and "catalog import" in result.stdout
 
@@ -80,6 +86,7 @@ def test_show_prints_provenance_metrics_and_roles(cli, catalog_with, toy_circuit
 
 
 def test_show_unknown_id_is_one_line_error(cli):
+    assert cli("db", "upgrade").exit_code == 0
     result = cli("show", "42")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "catalog list" in result.stderr

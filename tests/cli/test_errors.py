@@ -11,7 +11,7 @@ from cli._common import EXIT_INTERNAL, EXIT_INTERRUPTED, map_error, redact
 @pytest.mark.parametrize("exc, code, text", [
     (NotFoundError("No circuit 7. Run `catalog list`."), 1, "No circuit 7. Run `catalog list`."),
     (SchemaOutOfDateError("Run `catalog db upgrade`."), 1, "Run `catalog db upgrade`."),
-    (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted."),
+    (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted; the transaction in progress, if any, was rolled back."),
     (FileNotFoundError(2, "No such file or directory", "x.json"), 1, "x.json: No such file"),
     (ZeroDivisionError("boom"), EXIT_INTERNAL, "--debug"),
     (CatalogError("first line\n  second line"), 1, "first line second line"),
@@ -42,8 +42,11 @@ def test_debug_lets_the_exception_through(db):
 
     from cli.app import app
 
+    CliRunner().invoke(app, ["--db", db, "db", "upgrade"])
     result = CliRunner().invoke(app, ["--db", db, "--debug", "show", "999"])
-    assert isinstance(result.exception, NotFoundError)
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert f"{NotFoundError.__module__}.NotFoundError: No circuit #999" in result.stderr
 
 
 def test_password_of_an_unreachable_server_is_hidden(cli_raw):
@@ -63,7 +66,7 @@ def cli_raw(db):
 
 
 @pytest.mark.parametrize("exc, code, text", [
-    (KeyboardInterrupt(), EXIT_INTERRUPTED, "error: interrupted."),
+    (KeyboardInterrupt(), EXIT_INTERRUPTED, "error: interrupted; the transaction in progress"),
     (RuntimeError("bug"), EXIT_INTERNAL, "error: unexpected RuntimeError: bug. Rerun with --debug"),
 ])
 def test_interrupt_and_internal_errors_through_a_command(cli, monkeypatch, exc, code, text):

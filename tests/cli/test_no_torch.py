@@ -40,7 +40,7 @@ def loaded_db(tmp_path_factory) -> tuple[Path, str, list[int]]:
     from catalog.published import load_published
     from catalog.store import Catalog
 
-    ids = load_published(Catalog.open(db))
+    ids = [a.id for a in load_published(Catalog.open(db))]
     return tmp, db, ids
 
 
@@ -62,3 +62,12 @@ def test_light_commands_do_not_import_torch(loaded_db):
         result = run_probe(args, tmp)
         assert result["code"] == 0, (args, result["stderr"])
         assert result["heavy"] == [], (args, result["heavy"])
+
+
+@pytest.mark.slow
+def test_draw_imports_matplotlib_but_not_torch(loaded_db):
+    pytest.importorskip("matplotlib")
+    tmp, db, ids = loaded_db
+    result = run_probe(["--db", db, "draw", str(ids[0]), "-o", str(tmp / "drawn.svg")], tmp)
+    assert result["code"] == 0, result["stderr"]
+    assert result["heavy"] == ["matplotlib"] and (tmp / "drawn.svg").stat().st_size > 0

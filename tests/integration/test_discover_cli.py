@@ -89,3 +89,31 @@ def test_discover_help_and_runs_do_not_import_torch(db):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=REPO,
                              timeout=120, check=False)
         assert out.stderr.strip().endswith("NO-TORCH"), out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a0.h9", "logits"], "a0.h9 does not exist: the model has heads 0-3 per layer"),
+    (["m7", "logits"], "m7 does not exist: the model has layers 0-3"),
+    (["a0.h1@NOPE", "logits"], "Unknown role 'NOPE'"),
+    (["a2.h0", "a1.h1<q>"], "a1.h1 does not read a2.h0's output"),
+    (["a0.h1", "m1<q>"], "Only a head has q, k and v inputs"),
+    (["logits", "a1.h0"], "A sender is input, a head"),
+    (["a0.h1", "logits", "--freeze", "strict"], "Unknown freezing convention 'strict'"),
+    (["a0.h1", "logits", "--task", "ioj"], "Unknown task 'ioj'"),
+])
+def test_path_bad_input_gives_one_line(db, args, message):
+    result = run(db, "path", *args, "--n", "2")
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_path_prints_the_effect_and_its_convention(db):
+    result = run(db, "path", "a1.h0@END", "logits", "--n", "8", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["sender"] == "a1.h0@END" and doc["receivers"] == ["logits"] and doc["freeze"] == "wang"
+    assert doc["n"] == 8 and len(doc["per_example"]) == 8 and doc["effect_mean"] > 0
+    text = run(db, "path", "a0.h1", "a1.h0<k>", "--freeze", "direct", "--n", "8")
+    assert text.exit_code == 0 and "metric drop" in text.stdout and "direct path only" in text.stdout

@@ -160,7 +160,7 @@ def test_runs_record_status_and_the_circuit(catalog, hand_circuits, toy_shape):
     assert len(catalog.list()) == 1  # the failed run stored nothing
     with pytest.raises(NotFoundError):
         catalog.get_run(999)
-    with pytest.raises(InvalidInputError, match="running, done or failed"):
+    with pytest.raises(InvalidInputError, match="running, done, failed, interrupted"):
         catalog.list_runs(status="finished")
 
 
@@ -184,7 +184,7 @@ def test_an_old_schema_says_to_upgrade(catalog_url):
     with pytest.raises(SchemaOutOfDateError, match="catalog db upgrade"):
         Catalog.open(catalog_url)
     old.upgrade()
-    assert Catalog.open(catalog_url).current_revision() == old.head_revision() == "0002"
+    assert Catalog.open(catalog_url).current_revision() == old.head_revision() == "0003"
     old.close()
 
 

@@ -89,7 +89,7 @@ def test_forced_format_must_match_the_content(tmp_path):
 def test_own_formats_round_trip_exactly(tmp_path, fmt):
     c = toy_circuit()
     p = tmp_path / f"c.{fmt}"
-    write_circuit(c, fmt, p)
+    write_circuit(c, fmt, p, all_edges=True)  # GraphML: every scored edge, not only the circuit
     back = read_circuits(p)
     assert len(back) == 1
     same_record(back[0], c)
@@ -99,11 +99,11 @@ def test_own_formats_round_trip_exactly(tmp_path, fmt):
 def test_round_trip_through_open_files_and_gzip(tmp_path, fmt):
     c = toy_circuit()
     text, binary = io.StringIO(), io.BytesIO()
-    write_circuit(c, fmt, text)
-    write_circuit(c, fmt, binary)
+    write_circuit(c, fmt, text, all_edges=True)
+    write_circuit(c, fmt, binary, all_edges=True)
     assert text.getvalue().encode() == binary.getvalue()
     gz = tmp_path / f"c.{fmt}.gz"
-    write_circuit(c, fmt, gz)
+    write_circuit(c, fmt, gz, all_edges=True)
     assert gzip.decompress(gz.read_bytes()) == binary.getvalue()
     same_record(read_circuits(gz)[0], c)
 
@@ -138,10 +138,12 @@ def test_overrides_apply_to_own_formats_and_model_must_agree(tmp_path):
 
 def test_graphml_is_plain_for_gephi_and_cytoscape():
     buf = io.BytesIO()
-    write_circuit(toy_circuit(), "graphml", buf)
+    write_circuit(toy_circuit(), "graphml", buf, all_edges=True)
     root = ET.fromstring(buf.getvalue())
     ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
-    keys = {k.get("id"): (k.get("for"), k.get("attr.name"), k.get("attr.type")) for k in root.findall("g:key", ns)}
+    keys = {(k.get("for"), k.get("id")): (k.get("for"), k.get("attr.name"), k.get("attr.type"))
+            for k in root.findall("g:key", ns)}
+    assert all(scope_id[1] == name for scope_id, (_, name, _) in keys.items())  # readable key ids
     assert {t for _, _, t in keys.values()} <= {"string", "int", "long", "double", "boolean"}
     node_attrs = {name for scope, name, _ in keys.values() if scope == "node"}
     assert {"kind", "layer", "head", "role", "label", "score", "in_circuit"} <= node_attrs
@@ -149,12 +151,12 @@ def test_graphml_is_plain_for_gephi_and_cytoscape():
     edge_ids = [e.get("id") for e in root.iter("{http://graphml.graphdrawing.org/xmlns}edge")]
     assert len(edge_ids) == 10 and len(set(edge_ids)) == 10
     head = root.find(".//g:node[@id='a5.h2']", ns)
-    values = {keys[d.get("key")][1]: d.text for d in head.findall("g:data", ns)}
+    values = {keys[("node", d.get("key"))][1]: d.text for d in head.findall("g:data", ns)}
     assert values["role"] == "name mover" and values["layer"] == "5" and values["head"] == "2"
     assert "dictionary" not in values  # None is dropped, never written as "None"
     assert values["in_circuit"] == "true"  # xs:boolean spelling, not Python's True
     bools = {d.text for d in root.iter("{http://graphml.graphdrawing.org/xmlns}data")
-             if keys[d.get("key")][2] == "boolean"}
+             if d.get("key") == "in_circuit"}
     assert bools == {"true", "false"}
 
 
@@ -381,7 +383,7 @@ def test_record_with_catalog_id_round_trips_as_a_new_record(tmp_path):
 def test_feature_circuit_round_trips_in_own_formats(tmp_path):
     c = read_circuits(put(tmp_path, "g.json", example_text("circuit-tracer")), task="capitals")[0]
     for fmt in ("json", "graphml"):
-        write_circuit(c, fmt, tmp_path / f"out.{fmt}")
+        write_circuit(c, fmt, tmp_path / f"out.{fmt}", all_edges=True)
         same_record(read_circuits(tmp_path / f"out.{fmt}")[0], c)
 
 
@@ -389,7 +391,7 @@ def test_empty_graph_round_trips(tmp_path):
     g = CircuitGraph(ModelShape("toy", 1, 1), ())
     c = Circuit(graph=g, task="t", provenance=Provenance(source=Source.PUBLISHED))
     for fmt in ("json", "graphml"):
-        write_circuit(c, fmt, tmp_path / f"e.{fmt}")
+        write_circuit(c, fmt, tmp_path / f"e.{fmt}", all_edges=True)
         same_record(read_circuits(tmp_path / f"e.{fmt}")[0], c)
 
 

@@ -86,7 +86,7 @@ def test_neuronpedia_graph_with_error_nodes(fixtures):
 @pytest.mark.slow
 def test_mib_example_survives_every_writer(mib_ioi, tmp_path):
     for fmt in ("json", "graphml"):
-        write_circuit(mib_ioi, fmt, tmp_path / f"c.{fmt}.gz")
+        write_circuit(mib_ioi, fmt, tmp_path / f"c.{fmt}.gz", all_edges=True)
         back = read_circuits(tmp_path / f"c.{fmt}.gz")[0]
         assert back.graph == mib_ioi.graph and back.provenance == mib_ioi.provenance
     write_circuit(mib_ioi, "eap-ig", tmp_path / "ioi.json")
@@ -99,8 +99,9 @@ def test_import_into_a_catalog_and_failure_leaves_it_unchanged(fixtures, tmp_pat
     from catalog.store import Catalog
 
     cat = Catalog.open(str(tmp_path / "c.db"))
-    ids = import_file(cat, fixtures / "eap-ig_ugs_ioi_interpbench.json", tags=("mib",))
-    ids += import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json", task="state-capital")
+    ids = [a.id for a in import_file(cat, fixtures / "eap-ig_ugs_ioi_interpbench.json", tags=("mib",))]
+    ids += [a.id for a in import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json",
+                                      task="state-capital")]
     before = [(r.id, r.n_edges) for r in cat.list()]
     assert len(before) == 2
     got = cat.get(ids[0])

@@ -112,6 +112,38 @@ def test_ioi_counterfactuals_and_orders() -> None:
     assert first.clean.index(first.answer) < first.clean.index(first.wrong)  # ABBA: IO first
 
 
+def first_clause_names(text: str) -> list[str]:
+    return [w.strip(",.") for w in text.split() if w.strip(",.") in ioi.NAMES][:3]
+
+
+@pytest.mark.parametrize("order", ["ABC", "BAC", "BCA"])
+def test_ioi_third_name_variant_is_well_posed(order: str, words_tok) -> None:
+    exs = ioi.third_name_examples(30, 3, split="test", order=order)
+    for e in exs:
+        names = first_clause_names(e.clean)
+        givers = [w.strip(",.") for w in e.clean.split() if w.strip(",.") in ioi.NAMES][3:]
+        # three distinct names, the answer in the asked position, the other two give together
+        assert len(set(names)) == 3 and names[order.index("A")] == e.answer
+        assert givers == [n for n in names if n != e.answer] and givers[-1] == e.wrong
+        assert held_out(*sorted((e.answer, names[order.index("B")])))  # the (A, B) pair is held out
+        assert not set(first_clause_names(e.corrupt)) & set(names)  # abc: three other names
+    ds = get_task("ioi").build(words_tok, n=12, seed=1, variant="third-name", order=order)
+    assert ds.clean.shape == ds.corrupt.shape and ds.spec["variant"] == "third-name"
+    for e in ioi.third_name_examples(40, 0, split="train", templates="train", order=order):
+        names = first_clause_names(e.clean)
+        assert not any(held_out(*sorted((e.answer, n))) for n in names if n != e.answer)
+
+
+def test_ioi_third_name_option_errors(words_tok) -> None:
+    with pytest.raises(TaskError, match="order must be one of mixed, ABC, BAC, BCA"):
+        get_task("ioi").build(words_tok, n=2, seed=0, variant="third-name", order="ABBA")
+    with pytest.raises(TaskError, match="only the abc counterfactual"):
+        get_task("ioi").build(words_tok, n=2, seed=0, variant="third-name", counterfactual="s2")
+    with pytest.raises(TaskError, match="variant must be one of"):
+        get_task("ioi").build(words_tok, n=2, seed=0, variant="four-names")
+    assert {e.meta["order"] for e in ioi.third_name_examples(6, 0)} == {"ABC", "BAC", "BCA"}
+
+
 def test_held_out_splits_do_not_mix() -> None:
     for e in ioi.examples(60, 0, split="test"):
         assert held_out(*sorted((e.answer, e.wrong)))
