@@ -196,6 +196,7 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
     import torch
 
     from catalog.discovery import evaluate, evaluator, score, select
+    from catalog.discovery.attention import record_attention
     from catalog.discovery.methods import model_and_shape
 
     _, shape = model_and_shape(loaded)
@@ -226,9 +227,12 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
             metrics = evaluate(chosen, ev, selection.absolute)
             timings["evaluate"] = round(time.perf_counter() - t0, 3)
             bar("evaluating", 1, 1)
+        t0 = time.perf_counter()
+        attention = record_attention(getattr(loaded, "model", loaded), ds, chosen.heads)
+        timings["attention"] = round(time.perf_counter() - t0, 3)
         metrics["timings"] = timings
         circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
-        cid = cat.finish_run(run_id, circuit)
+        cid = cat.finish_run(run_id, circuit, attention)
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
 
 

@@ -380,3 +380,16 @@ def input_hook(node: str, qkv: QKV | str | None, n_layers: int) -> str:
     if c.kind is NodeKind.LOGITS:
         return f"blocks.{n_layers - 1}.hook_resid_post"
     raise InvalidInputError(f"'{node}' reads no TransformerLens hook.")
+
+
+def pattern_hook(node: str) -> str:
+    """The TransformerLens hook holding a head's attention pattern (``[batch, head, query, key]``;
+    index the head on axis 1).
+
+    >>> pattern_hook("a1.h3")
+    'blocks.1.attn.hook_pattern'
+    """
+    c = parse_node(node)
+    if c.kind is not NodeKind.ATTENTION:
+        raise InvalidInputError(f"'{node}' is not an attention head: only heads have attention patterns.")
+    return f"blocks.{c.layer}.attn.hook_pattern"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from catalog.attention import AttentionPatterns
 from catalog.provenance import Circuit, Provenance
 
 if TYPE_CHECKING:
@@ -96,15 +97,17 @@ class CircuitDetail(_View):
     summary: GraphSize
     nodes: tuple[NodeView, ...]
     edges: tuple[EdgeView, ...]
+    attention: AttentionPatterns | None = None  # only when asked for (`show --attention`)
 
     @classmethod
-    def of(cls, c: Circuit) -> CircuitDetail:
+    def of(cls, c: Circuit, attention: AttentionPatterns | None = None) -> CircuitDetail:
         roles, labels = c.graph.roles(), c.graph.labels()
         return cls(id=c.id, name=c.name, model=c.model, task=c.task, tags=tuple(c.tags),
                    run_id=c.run_id, provenance=c.provenance, metrics=dict(c.metrics),
                    summary=GraphSize.of(c.graph),
                    nodes=tuple(NodeView.of(n, roles, labels) for n in by_score(list(c.graph.circuit_nodes))),
-                   edges=tuple(EdgeView.of(e) for e in by_score(list(c.graph.circuit_edges))))
+                   edges=tuple(EdgeView.of(e) for e in by_score(list(c.graph.circuit_edges))),
+                   attention=attention)
 
 
 class DiscoveryResult(GraphSize):

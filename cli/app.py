@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, discover, draw, export, model, published, queries
+from cli import circuits, db, discover, draw, export, model, published, queries, serve
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command("reuse")(queries.reuse)
 app.command("find")(queries.find)
 app.command("draw")(draw.draw)
 app.command("export")(export.export)
+app.command("serve")(serve.serve)
 app.add_typer(published.app, name="published")
 app.add_typer(model.app, name="model")
 app.add_typer(db.app, name="db")

@@ -11,6 +11,7 @@ from catalog.naming import NodeKind
 from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
 
 if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
+    from catalog.attention import AttentionPatterns
     from catalog.graph import CircuitGraph
     from catalog.provenance import Circuit
 
@@ -93,6 +94,9 @@ def show(
     model: ModelOpt = None,
     edges: Annotated[int, typer.Option(
         "--edges", metavar="N", help="Also list the circuit's N highest-|score| edges.")] = 0,
+    attention: Annotated[bool, typer.Option(
+        "--attention", help="Also show what each head attends to from the answer position, on the "
+                            "prompts kept with a discovered circuit.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
@@ -100,12 +104,15 @@ def show(
 
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
+    patterns = cat.attention(circuit.id) if attention and circuit.id is not None else None
     if json_:
-        print_json(CircuitDetail.of(circuit))
+        print_json(CircuitDetail.of(circuit, patterns))
         return
     render_circuit(circuit)
     if edges > 0:
         _render_edges(circuit.graph, edges)
+    if attention:
+        _render_attention(patterns)
 
 
 def delete(
@@ -197,3 +204,18 @@ def _render_edges(g: CircuitGraph, n: int) -> None:
     for e in ranked[:n]:
         rows.add_row(e.id, fmt_score(e.score))
     console.print(rows)
+
+
+def _render_attention(patterns: AttentionPatterns | None) -> None:
+    if patterns is None or not patterns.prompts:
+        console.print("attention: none kept (only circuits found by `catalog discover` keep their "
+                      "heads' attention patterns).")
+        return
+    console.print(f"attention from the answer position (top 3 tokens, {len(patterns.prompts)} prompts):")
+    rows = table("head", *(f"prompt {i + 1}" for i in range(len(patterns.prompts))), padding=(0, 2, 0, 2))
+    for head in patterns.heads:
+        rows.add_row(head, *(", ".join(f"{tok}@{pos} {w:.2f}" for pos, tok, w in p.top(head))
+                             for p in patterns.prompts))
+    console.print(rows)
+    for i, p in enumerate(patterns.prompts, start=1):
+        console.print(f"  prompt {i}: {p.prompt}")

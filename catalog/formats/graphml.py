@@ -14,7 +14,8 @@ reads back into exactly the same circuit.
   Every node has a ``layer``: ``input`` is -1 and ``logits`` is ``n_layers`` (one past the last
   block), so sorting by layer gives the forward order. Every node has a ``label``: its label
   annotation, else its role, else its id;
-- edge attributes: ``score``, ``qkv``, ``in_circuit``; the edge id is the catalog edge id
+- edge attributes: ``score``, ``qkv``, ``in_circuit``, and ``origin="paper"`` on a published
+  circuit's edges (drawn from the paper's arrows, not measured); the edge id is the catalog edge id
   (``a0.h1->a3.h2<q>``), unique in the file;
 - graph attributes: ``catalog_schema_version``, ``model_name``, ``task``, ``name`` and, as JSON
   strings, ``model``, ``tags``, ``metrics``, ``provenance``, ``annotations``, from which the file
@@ -32,7 +33,7 @@ from catalog.errors import FormatError
 from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
 from catalog.formats.files import RawFile
 from catalog.naming import NodeKind
-from catalog.provenance import Circuit
+from catalog.provenance import Circuit, Source
 
 if TYPE_CHECKING:
     from catalog.graph import Node
@@ -66,8 +67,10 @@ def to_networkx(circuit: Circuit, all_edges: bool = False) -> Any:
                 "label": labels.get(n.id) or roles.get(n.id) or n.id, "score": n.score,
                 "in_circuit": n.in_circuit}
         G.add_node(n.id, **{k: v for k, v in data.items() if v is not None})
+    origin = "paper" if circuit.provenance.source is Source.PUBLISHED else None
     for e in g.edges:
-        data = {"qkv": e.qkv.value if e.qkv else None, "score": e.score, "in_circuit": e.in_circuit}
+        data = {"qkv": e.qkv.value if e.qkv else None, "score": e.score, "in_circuit": e.in_circuit,
+                "origin": origin}
         G.add_edge(e.src, e.dst, key=e.id, **{k: v for k, v in data.items() if v is not None})
     return G
 

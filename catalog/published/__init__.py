@@ -8,7 +8,17 @@ the components by role::
      "confidence": "high" | "low", "tags": [...], "notes": "...",
      "components": {"name mover": ["a9.h9", ...], ...},
      "other_nodes": ["input", "logits"], "node_notes": {"a1.h0": "..."},
-     "edges": ["a0.h1->a3.h2<q>", ...]}          # optional
+     "edges": ["a0.h1->a3.h2<q>", ...],         # optional: edges the paper lists
+     "class_edges": [{"from": "S-inhibition", "to": "name mover", "qkv": "q"}, ...],  # optional
+     "edges_source": "..."}                     # optional: where the edges come from
+
+A paper usually draws arrows between classes of components rather than listing edges;
+``class_edges`` records them and `expand_class_edges` turns each into the head-to-head edges it
+stands for: ``from`` and ``to`` are a role name, ``input``, ``logits`` or a list of node ids;
+``qkv`` names the head inputs the arrow feeds (default ``qkv``: all three). Only pairs that go
+forward in the model are kept, so an arrow from a class to itself links its members in layer
+order. The circuit carries a note annotation starting ``edges from the paper:`` with
+``edges_source``.
 
 They are stored with ``source=published``, the citation, and selection rule ``given``.
 `load_published` is idempotent: a circuit already loaded (same content hash) is not added again.
@@ -25,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalog.errors import FormatError, InvalidInputError, suggest
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, Node
-from catalog.naming import parse_edge
+from catalog.naming import QKV, NodeKind, forward_rank, parse_edge
 from catalog.provenance import Circuit, Provenance, Selection, SelectionRule, Source
 from catalog.shapes import require_shape
 
@@ -36,6 +46,7 @@ SCHEMA_VERSION = 1
 SOURCE_FORMAT = "published"
 _REQUIRED = ("name", "task", "model", "citation", "arxiv", "confidence", "components")
 _CONFIDENCE = ("high", "low")
+PAPER_EDGES = "edges from the paper"  # how the note on a published circuit's edges begins
 
 
 @dataclass(frozen=True)
@@ -94,11 +105,17 @@ def _circuit(file: str, doc: dict[str, Any]) -> Circuit:
     for text in doc.get("edges", []):
         src, dst, qkv = parse_edge(text)
         edges.append(Edge(src, dst, qkv))
+    listed = {e.key for e in edges}
+    edges += [e for e in expand_class_edges(doc.get("class_edges", []), roles, shape.parallel_attn_mlp)
+              if e.key not in listed]
     anns = [Annotation(AnnotationKind.ROLE, role, node=i) for role, members in roles.items()
             for i in members]
     anns += [Annotation(AnnotationKind.NOTE, note, node=i) for i, note in node_notes.items()]
     anns.append(Annotation(AnnotationKind.CITATION, doc["citation"]))
     anns.append(Annotation(AnnotationKind.NOTE, f"confidence: {doc['confidence']}"))
+    if edges:
+        source = doc.get("edges_source")
+        anns.append(Annotation(AnnotationKind.NOTE, f"{PAPER_EDGES}: {source}" if source else PAPER_EDGES))
     tags = list(doc.get("tags", []))
     if doc["confidence"] == "low" and "low-confidence" not in tags:
         tags.append("low-confidence")
@@ -116,6 +133,45 @@ def _circuit(file: str, doc: dict[str, Any]) -> Circuit:
     graph = CircuitGraph(shape, nodes, tuple(edges), tuple(anns))
     return Circuit(graph=graph, task=doc["task"], provenance=provenance, name=doc["name"],
                    tags=tuple(tags))
+
+
+def expand_class_edges(arrows: list[dict[str, Any]], roles: dict[str, list[str]],
+                       parallel_attn_mlp: bool = False) -> list[Edge]:
+    """Expand class-to-class arrows into node-to-node edges (see the module docstring).
+
+    >>> roles = {"induction": ["a5.h5", "a6.h9"], "S-inhibition": ["a7.h3"]}
+    >>> [e.id for e in expand_class_edges([{"from": "induction", "to": "S-inhibition", "qkv": "kv"},
+    ...                                    {"from": "S-inhibition", "to": "logits"}], roles)]
+    ['a5.h5->a7.h3<k>', 'a5.h5->a7.h3<v>', 'a6.h9->a7.h3<k>', 'a6.h9->a7.h3<v>', 'a7.h3->logits']
+    """
+    def members(ref: Any) -> list[str]:
+        if isinstance(ref, list):
+            return [str(r) for r in ref]
+        if ref in ("input", "logits"):
+            return [ref]
+        if ref not in roles:
+            raise suggest(str(ref), list(roles) + ["input", "logits"], "component class")
+        return list(roles[ref])
+
+    out: list[Edge] = []
+    seen: set[tuple[str, str, str]] = set()
+    for arrow in arrows:
+        if not isinstance(arrow, dict) or not {"from", "to"} <= set(arrow):
+            raise InvalidInputError(f"class_edges entry {arrow!r} needs 'from' and 'to'.")
+        letters = str(arrow.get("qkv", "qkv"))
+        if not letters or set(letters) - set("qkv"):
+            raise InvalidInputError(f"class_edges entry {arrow!r}: qkv must be letters among q, k, v.")
+        for src in members(arrow["from"]):
+            for dst in members(arrow["to"]):
+                a, b = Node.of(src), Node.of(dst)
+                if forward_rank(a.component, parallel_attn_mlp) >= forward_rank(b.component, parallel_attn_mlp):
+                    continue  # an arrow only stands for the pairs that go forward
+                for qkv in (letters if b.kind is NodeKind.ATTENTION else (None,)):
+                    edge = Edge(a.id, b.id, QKV(qkv) if qkv else None)
+                    if edge.key not in seen:
+                        seen.add(edge.key)
+                        out.append(edge)
+    return out
 
 
 def published_circuits() -> list[PublishedCircuit]:

@@ -14,6 +14,7 @@ from catalog.queries.compare import (
     compare,
     weighted_overlap,
 )
+from catalog.queries.drawing import CircuitDrawing, drawing
 from catalog.queries.reuse import (
     DEFAULT_KINDS,
     ComponentReuse,
@@ -27,6 +28,7 @@ from catalog.queries.reuse import (
 
 __all__ = [
     "DEFAULT_KINDS",
+    "CircuitDrawing",
     "Comparison",
     "Component",
     "ComponentReuse",
@@ -36,6 +38,7 @@ __all__ = [
     "SetOverlap",
     "Side",
     "compare",
+    "drawing",
     "find",
     "pairwise_overlap",
     "reuse",

@@ -192,7 +192,7 @@ def _top_components(graph: CircuitGraph, k: int, include_io: bool) -> CircuitGra
     return graph.restrict_to(keep)
 
 
-def _side(circuit: Circuit) -> Side:
+def side_of(circuit: Circuit) -> Side:
     size = circuit.graph.summary()
     return Side(id=circuit.id or 0, name=circuit.name, model=circuit.model, task=circuit.task,
                 method=circuit.provenance.method, nodes=size["nodes"], edges=size["edges"],
@@ -210,14 +210,7 @@ def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, 
     Position-resolved circuits (``a1.h0@END``) compare per (component, role); `role` keeps
     only the nodes at that role, and `collapse_positions` compares components (a component is in
     a circuit when it is at any role, its score the sum over roles)."""
-    if model is None:
-        model = _common_model(cat, str(a), str(b))
-    ca, cb = cat.get(cat.resolve(a, model)), cat.get(cat.resolve(b, model))
-    if ca.model != cb.model:
-        raise InvalidInputError(
-            f"Circuit #{ca.id} is on {ca.model} and #{cb.id} on {cb.model}: component ids only correspond "
-            "within one model. Compare circuits of the same model (use --model to pick one)."
-        )
+    ca, cb = compare_models(cat, a, b, model)
     ga, gb = positioned(ca, role, collapse_positions), positioned(cb, role, collapse_positions)
     if not collapse_positions and bool(ga.position_roles()) != bool(gb.position_roles()):
         resolved = ca if ga.position_roles() else cb
@@ -225,7 +218,7 @@ def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, 
             f"Circuit #{resolved.id} is position-resolved and the other is not, so their node ids never "
             "match; add --collapse-positions to compare components."
         )
-    return Comparison(a=_side(ca), b=_side(cb), include_io=include_io, role=role,
+    return Comparison(a=side_of(ca), b=side_of(cb), include_io=include_io, role=role,
                       collapse_positions=collapse_positions,
                       matched=at_matched_size(ga, gb, matched_k, include_io) if matched_k else None,
                       **overlaps(ga, gb, include_io))
@@ -240,6 +233,19 @@ def positioned(circuit: Circuit, role: str | None, collapse: bool) -> CircuitGra
         except InvalidInputError as exc:
             raise InvalidInputError(f"Circuit #{circuit.id} ({circuit.task}): {exc}") from None
     return graph.collapse_positions() if collapse else graph
+
+
+def compare_models(cat: Catalog, a: str | int, b: str | int, model: str | None = None) -> tuple[Circuit, Circuit]:
+    """The two circuits `a` and `b` name, on one model (see `compare` for how names resolve)."""
+    if model is None:
+        model = _common_model(cat, str(a), str(b))
+    ca, cb = cat.get(cat.resolve(a, model)), cat.get(cat.resolve(b, model))
+    if ca.model != cb.model:
+        raise InvalidInputError(
+            f"Circuit #{ca.id} is on {ca.model} and #{cb.id} on {cb.model}: component ids only correspond "
+            "within one model. Compare circuits of the same model (use --model to pick one)."
+        )
+    return ca, cb
 
 
 def _common_model(cat: Catalog, a: str, b: str) -> str | None:

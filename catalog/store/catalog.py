@@ -19,6 +19,7 @@ from sqlalchemy import Select, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from catalog.attention import AttentionPatterns
 from catalog.errors import (
     AmbiguousReferenceError,
     CatalogError,
@@ -64,6 +65,7 @@ from catalog.store.records import (
 )
 from catalog.store.schema import (
     AnnotationRow,
+    AttentionRow,
     CircuitRow,
     EdgeRow,
     ModelRow,
@@ -342,11 +344,21 @@ class Catalog:
                        provenance=provenance_from(row), name=row.name, tags=tuple(tags),
                        metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
 
+    def attention(self, circuit_id: int) -> AttentionPatterns | None:
+        """The attention patterns recorded with a discovered circuit (None when none were:
+        imported and published circuits, or discovery on a model without heads)."""
+        cid = _as_id(circuit_id)
+        with self._db.session_scope() as s:
+            if s.get(CircuitRow, cid) is None:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+            data = s.scalar(select(AttentionRow.data).where(AttentionRow.circuit_id == cid))
+        return None if data is None else AttentionPatterns.model_validate(data)
+
     def delete(self, circuit_id: int) -> None:
         """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
         cid = _as_id(circuit_id)
         with self._db.session_scope(write=True) as s:
-            for table in (TagRow, AnnotationRow, EdgeRow, NodeRow):  # explicit: no reliance on cascades
+            for table in (TagRow, AnnotationRow, EdgeRow, NodeRow, AttentionRow):  # explicit: no reliance on cascades
                 s.execute(delete(table).where(table.circuit_id == cid))
             if s.execute(delete(CircuitRow).where(CircuitRow.id == cid)).rowcount == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -475,11 +487,14 @@ class Catalog:
                                f"either: {bookkeeping}")
             raise
 
-    def finish_run(self, run_id: int, circuit: Circuit) -> int:
-        """Store the run's circuit and mark the run ``done``, in one transaction; the circuit id."""
+    def finish_run(self, run_id: int, circuit: Circuit, attention: AttentionPatterns | None = None) -> int:
+        """Store the run's circuit (and its heads' attention patterns, if recorded) and mark the
+        run ``done``, in one transaction; the circuit id."""
         with self._db.session_scope(write=True) as s:
             self._running(s, run_id)
             cid = self._insert(s, replace(circuit, run_id=run_id), run_id)
+            if attention is not None:
+                s.add(AttentionRow(circuit_id=cid, data=attention.model_dump(mode="json")))
             s.execute(update(RunRow).where(RunRow.id == run_id)
                       .values(status=RunStatus.DONE.value, finished_at=_now(), error=None))
             return cid

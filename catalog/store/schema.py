@@ -242,3 +242,13 @@ class TagRow(Base):
     circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     tag: Mapped[str] = mapped_column(String(200), index=True)
+
+
+class AttentionRow(Base):
+    """The attention patterns of a discovered circuit's heads on a few task prompts (one JSON
+    document per circuit: `catalog.attention.AttentionPatterns`)."""
+
+    __tablename__ = "attention_patterns"
+
+    circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

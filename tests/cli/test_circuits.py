@@ -174,3 +174,28 @@ def test_show_orders_nodes_by_score_and_json_is_the_library_model(cli, db, catal
     assert [n["id"] for n in record["nodes"]][:3] == ["a0.h1", "a1.h0", "m1"]
     assert record["edges"][0]["id"] == "a1.h0->logits"
     assert record == CircuitDetail.of(Catalog.open(db).get(int(cid))).model_dump(mode="json")
+
+
+def test_show_attention_lists_what_each_head_attends_to(cli, db, toy_circuit):
+    from catalog.attention import AttentionPatterns, PromptAttention
+    from catalog.store import Catalog
+
+    c = toy_circuit("ioi", ["a0.h1", "a1.h0"])
+    patterns = AttentionPatterns(heads=("a0.h1", "a1.h0"), prompts=(PromptAttention(
+        prompt="When Mary and John", tokens=("When", "Mary", "and", "John"), read_position=3,
+        heads={"a0.h1": ((1, 0, 0, 0), (0.5, 0.5, 0, 0), (0.2, 0.2, 0.6, 0), (0.1, 0.6, 0.1, 0.2)),
+               "a1.h0": ((1, 0, 0, 0), (0, 1, 0, 0), (0, 0, 1, 0), (0, 0, 0.05, 0.95))}),))
+    with Catalog.open(db) as cat:
+        run = cat.start_run(c.graph.shape, c.task, c.provenance)
+        cid = cat.finish_run(run, c, patterns)
+        plain = cat.add(toy_circuit("gt", ["a0.h0"]))
+    out = cli("show", cid, "--attention")
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith("a")}
+    assert "Mary@1 0.60" in lines["a0.h1"] and "John@3 0.95" in lines["a1.h0"]
+    assert "prompt 1: When Mary and John" in out.stdout
+    js = cli("show", cid, "--attention", "--json")
+    assert json.loads(js.stdout)["attention"] == patterns.model_dump(mode="json")
+    assert json.loads(cli("show", cid, "--json").stdout)["attention"] is None
+    none = cli("show", plain, "--attention")
+    assert none.exit_code == 0 and "none kept" in none.stdout

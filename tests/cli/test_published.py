@@ -103,6 +103,7 @@ def good_doc(**change) -> dict:
     (good_doc(components={"mover": ["a12.h0"]}), "out of range"),
     (good_doc(components={"mover": ["L9 H9 ?"]}), "not a component id"),
     (good_doc(edges=["a9.h9->input"]), "backwards"),
+    (good_doc(class_edges=[{"from": "movers", "to": "logits"}], edges_source="x"), "Did you mean 'mover'"),
 ])
 def test_malformed_published_file_is_a_format_error(doc, message):
     raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
@@ -114,3 +115,4 @@ def test_a_well_formed_file_parses():
     entry = parse_published("ok.json", json.dumps(good_doc(edges=["a9.h9->logits"])).encode())
     assert entry.circuit.graph.roles() == {"a9.h9": "mover"}
     assert [e.id for e in entry.circuit.graph.circuit_edges] == ["a9.h9->logits"]
+    assert "edges from the paper" in [a.value for a in entry.circuit.graph.annotations]

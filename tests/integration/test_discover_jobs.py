@@ -66,7 +66,7 @@ def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
     assert catalog.list() == []
 
 
-def test_ctrl_c_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
+def test_ctrl_c_marks_the_run_interrupted_and_stores_nothing(catalog, monkeypatch):
     from catalog import discovery
 
     def interrupted(*args, **kwargs):
@@ -76,7 +76,7 @@ def test_ctrl_c_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(), progress=False)
     (run,) = catalog.list_runs()
-    assert run.status == "failed" and "interrupted" in run.error
+    assert run.status == "interrupted" and "interrupt" in run.error.lower()
     assert catalog.list() == []
 
 
@@ -84,3 +84,24 @@ def test_bad_method_is_refused_before_any_run_starts(catalog):
     with pytest.raises(UnknownKeyError, match="Did you mean 'eap'"):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eapp", dataset=copy_dataset(), progress=False)
     assert catalog.list_runs() == []
+
+
+def test_a_job_keeps_its_heads_attention_patterns(catalog):
+    import torch
+
+    model, ds = copy_head_model(), copy_dataset()
+    circuit = jobs.discover(catalog, "copy", model=model, method="eap", dataset=ds,
+                            selection=Selection(rule="top-k", value=2), progress=False)
+    kept = catalog.attention(circuit.id)
+    assert kept.heads == (COPY_HEAD,) and len(kept.prompts) == 4
+    layer, head = (int(x) for x in COPY_HEAD[1:].split(".h"))
+    _, cache = model.run_with_cache(ds.clean[:4])
+    for i, p in enumerate(kept.prompts):
+        end = int(ds.positions[i]) + 1
+        want = cache[f"blocks.{layer}.attn.hook_pattern"][i, head, :end, :end]
+        got = torch.tensor(p.heads[COPY_HEAD], dtype=want.dtype)
+        assert p.read_position == end - 1 and len(p.tokens) == end and p.prompt == ds.prompts[i]
+        assert torch.allclose(got, want, atol=6e-4)  # stored to three decimals
+    catalog.delete(circuit.id)
+    with pytest.raises(Exception, match="No circuit"):
+        catalog.attention(circuit.id)

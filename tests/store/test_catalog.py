@@ -184,7 +184,7 @@ def test_an_old_schema_says_to_upgrade(catalog_url):
     with pytest.raises(SchemaOutOfDateError, match="catalog db upgrade"):
         Catalog.open(catalog_url)
     old.upgrade()
-    assert Catalog.open(catalog_url).current_revision() == old.head_revision() == "0003"
+    assert Catalog.open(catalog_url).current_revision() == old.head_revision()
     old.close()
 
 
@@ -242,3 +242,17 @@ def test_position_resolved_nodes_round_trip_and_are_found_per_role_or_collapsed(
     assert [h.node_id for h in catalog.find("m0@S2")] == ["m0@S2"]
     assert catalog.find("a1.h0@S2") == []  # scored, but not in the circuit
     assert [h.node_id for h in catalog.find("a1.h0")] == ["a1.h0@END"]
+
+
+def test_attention_patterns_are_kept_with_a_finished_run_only(catalog, hand_circuits):
+    from catalog.attention import AttentionPatterns, PromptAttention
+
+    c = hand_circuits["ioi"]
+    patterns = AttentionPatterns(heads=("a1.h1",), prompts=(PromptAttention(
+        prompt="A B C", tokens=("A", "B", "C"), read_position=2,
+        heads={"a1.h1": ((1.0, 0.0, 0.0), (0.5, 0.5, 0.0), (0.125, 0.75, 0.125))}),))
+    run = catalog.start_run(c.graph.shape, c.task, c.provenance)
+    cid = catalog.finish_run(run, c, patterns)
+    assert catalog.attention(cid) == patterns
+    assert catalog.attention(cid).prompts[0].top("a1.h1", k=1) == [(1, "B", 0.75)]
+    assert catalog.attention(catalog.add(hand_circuits["gt"])) is None

@@ -137,3 +137,24 @@ def test_nodes_and_edges_are_frozen() -> None:
     with pytest.raises(AttributeError):
         e.score = 2.0  # type: ignore[misc]
     assert Edge("input", "a0.h0", QKV.Q).id == "input->a0.h0<q>"
+
+
+def test_attention_patterns_are_validated():
+    import pytest
+    from pydantic import ValidationError
+
+    from catalog.attention import AttentionPatterns, PromptAttention
+
+    ok = {"prompt": "a b", "tokens": ("a", "b"), "read_position": 1}
+    PromptAttention(**ok, heads={"a0.h0": ((1.0, 0.0), (0.5, 0.5))})
+    for heads in ({"a0.h0": ((1.0, 0.0),)},  # not square
+                  {"a0.h0": ((1.0, 0.0), (2.0, 0.5))},  # weight outside [0, 1]
+                  {"a0.h0": ((1.0, 0.0), (float("nan"), 0.5))},
+                  {"m0": ((1.0, 0.0), (0.5, 0.5))}):  # not a head
+        with pytest.raises(ValidationError):
+            PromptAttention(**ok, heads=heads)
+    with pytest.raises(ValidationError):
+        PromptAttention(**{**ok, "read_position": 2}, heads={})
+    with pytest.raises(ValidationError):  # a prompt missing one of the heads
+        AttentionPatterns(heads=("a0.h0", "a0.h1"),
+                          prompts=(PromptAttention(**ok, heads={"a0.h0": ((1.0, 0.0), (0.5, 0.5))}),))
