@@ -97,6 +97,30 @@ def _can_start_midway(model: Any) -> bool:
             and getattr(tok, "padding_side", "right") != "left")
 
 
+def clean_run(model: Any, layout: Layout, part: Any, clean: torch.Tensor,
+              midway: bool) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """(summed clean metric of the batch, each layer's input residual when `midway`)."""
+    resid: dict[int, torch.Tensor] = {}
+    keep = [(f"blocks.{layer}.hook_resid_pre",
+             lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
+            for layer in range(layout.n_layers)] if midway else []
+    with model.hooks(fwd_hooks=keep):
+        base = part.metric(model(clean)).to(torch.float64).sum().cpu()
+    return base, resid
+
+
+def patched_metric(model: Any, part: Any, clean: torch.Tensor, resid: dict[int, torch.Tensor], layer: int,
+                   copies: int, hooks: list[tuple[str, Any]]) -> torch.Tensor:
+    """Summed metric ``[copies]`` of the batch repeated `copies` times under `hooks`, starting at
+    `layer` from the cached clean residual when there is one (nothing before it changes)."""
+    with model.hooks(fwd_hooks=hooks):
+        if resid:
+            logits = model(resid[layer].repeat(copies, 1, 1), start_at_layer=layer)
+        else:
+            logits = model(clean.repeat(copies, 1))
+    return metric_per_copy(part, logits, copies).sum(1).cpu()
+
+
 @torch.no_grad()
 def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
                         batch_size: int = 32, components_per_pass: int | None = None,
@@ -119,12 +143,7 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
         for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
             b = clean.shape[0]
             ablated = ablator.values(clean, corrupt)
-            resid: dict[int, torch.Tensor] = {}
-            keep = [(f"blocks.{layer}.hook_resid_pre",
-                     lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
-                    for layer in range(layout.n_layers)] if midway else []
-            with model.hooks(fwd_hooks=keep):
-                base = part.metric(model(clean)).to(torch.float64).sum().cpu()
+            base, resid = clean_run(model, layout, part, clean, midway)
             rows = max_rows_for(model, layout, clean.shape[1], max_rows)
             per_pass = components_per_pass or copies_per_pass(b, len(comps), rows)
             for layer in range(layout.n_layers):
@@ -132,12 +151,8 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
                 for start in range(0, len(in_layer), per_pass):
                     idx = in_layer[start:start + per_pass]
                     chunk = [comps[i] for i in idx]
-                    with model.hooks(fwd_hooks=_replace_hooks(model, layout, ablated, chunk, b)):
-                        if midway:
-                            logits = model(resid[layer].repeat(len(chunk), 1, 1), start_at_layer=layer)
-                        else:
-                            logits = model(clean.repeat(len(chunk), 1))
-                    patched = metric_per_copy(part, logits, len(chunk)).sum(1).cpu()
+                    patched = patched_metric(model, part, clean, resid, layer, len(chunk),
+                                             _replace_hooks(model, layout, ablated, chunk, b))
                     totals[idx] += base - patched
             done += b
             if progress:

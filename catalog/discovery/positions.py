@@ -43,7 +43,14 @@ from catalog.discovery.engine import (
 )
 from catalog.discovery.evaluation import Evaluator
 from catalog.discovery.layout import Layout
-from catalog.discovery.patching import DEFAULT_MAX_ROWS, _can_start_midway, _replace_hooks, components
+from catalog.discovery.patching import (
+    DEFAULT_MAX_ROWS,
+    _can_start_midway,
+    _replace_hooks,
+    clean_run,
+    components,
+    patched_metric,
+)
 from catalog.errors import DiscoveryError, InvalidInputError
 from catalog.graph import CircuitGraph, ModelShape, Node
 from catalog.naming import NodeKind, component_of, with_role
@@ -120,12 +127,7 @@ def activation_patching_by_role(model: Any, dataset: Any, ablation: Ablation = A
             part_ids = ids[start:start + b].to(clean.device)
             start += b
             ablated = ablator.values(clean, corrupt)
-            resid: dict[int, torch.Tensor] = {}
-            keep = [(f"blocks.{layer}.hook_resid_pre",
-                     lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
-                    for layer in range(layout.n_layers)] if midway else []
-            with model.hooks(fwd_hooks=keep):
-                base = part.metric(model(clean)).to(torch.float64).sum().cpu()
+            base, resid = clean_run(model, layout, part, clean, midway)
             present = [(i, j) for i, j in column.items() if bool((part_ids == i).any())]
             masks = {j: (part_ids == i).to(ablated.dtype) for i, j in present}
             rows = max_rows_for(model, layout, clean.shape[1], max_rows)
@@ -137,12 +139,8 @@ def activation_patching_by_role(model: Any, dataset: Any, ablation: Ablation = A
                     chunk = items[first:first + per_pass]
                     srcs = [comps[k] for k, _ in chunk]
                     where = [masks[j] for _, j in chunk]
-                    with model.hooks(fwd_hooks=_replace_hooks(model, layout, ablated, srcs, b, where)):
-                        if midway:
-                            logits = model(resid[layer].repeat(len(chunk), 1, 1), start_at_layer=layer)
-                        else:
-                            logits = model(clean.repeat(len(chunk), 1))
-                    patched = metric_per_copy(part, logits, len(chunk)).sum(1).cpu()
+                    patched = patched_metric(model, part, clean, resid, layer, len(chunk),
+                                             _replace_hooks(model, layout, ablated, srcs, b, where))
                     for c, (k, j) in enumerate(chunk):
                         totals[k, j] += base - patched[c]
             done += b

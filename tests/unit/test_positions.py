@@ -3,11 +3,11 @@ per-position patching loop, what collapsing roles gives back, skipped positions,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
-from test_discovery_fixtures import ToyDataset, random_model, toy_dataset
+from test_discovery_fixtures import ToyDataset, per_position_reference, random_model, toy_dataset
 
 from catalog.discovery import score, select
 from catalog.discovery.evaluation import Evaluator
@@ -20,6 +20,8 @@ from catalog.discovery.positions import (
     scored_roles,
 )
 from catalog.errors import InvalidInputError
+from catalog.graph import CircuitGraph
+from catalog.naming import component_of
 from catalog.provenance import Ablation, Selection
 
 
@@ -54,46 +56,10 @@ def data():
     return with_roles(toy)
 
 
-def reference_by_position(model, data, ablation: Ablation) -> dict[str, float]:
-    """Independent loop: one component at one position per forward pass, with plain
-    TransformerLens hooks (per-head results), then each example's drop filed under the role of
-    that position. Shares no code with the method under test."""
-    model.set_use_attn_result(True)
-    try:
-        with torch.no_grad():
-            n, t = data.clean.shape
-            base = data.metric(model(data.clean)).double()
-            _, cache = model.run_with_cache(data.corrupt if ablation is Ablation.COUNTERFACTUAL else data.clean)
-            out: dict[str, float] = {}
-            for layer in range(model.cfg.n_layers):
-                for head in list(range(model.cfg.n_heads)) + [None]:
-                    name = f"blocks.{layer}.attn.hook_result" if head is not None else f"blocks.{layer}.hook_mlp_out"
-                    ref = cache[name] if ablation is not Ablation.ZERO else torch.zeros_like(cache[name])
-                    if ablation is Ablation.MEAN:
-                        ref = ref.mean(0, keepdim=True).expand_as(ref)
-                    comp = f"a{layer}.h{head}" if head is not None else f"m{layer}"
-                    for pos in range(t):
-                        def hook(act, hook, head=head, ref=ref, pos=pos):
-                            if head is None:
-                                act[:, pos] = ref[:, pos]
-                            else:
-                                act[:, pos, head] = ref[:, pos, head]
-                            return act
-
-                        drop = base - data.metric(model.run_with_hooks(data.clean, fwd_hooks=[(name, hook)])).double()
-                        for b in range(n):
-                            role = data.role_names[int(data.role_ids[b, pos])]
-                            key = f"{comp}@{role}"
-                            out[key] = out.get(key, 0.0) + float(drop[b]) / n
-            return out
-    finally:
-        model.set_use_attn_result(False)
-
-
 @pytest.mark.parametrize("ablation", list(Ablation))
 def test_activation_patching_by_role_equals_an_independent_per_position_loop(model, data, ablation):
     got = activation_patching_by_role(model, data, ablation, batch_size=4)
-    ref = reference_by_position(model, data, ablation)
+    ref = per_position_reference(model, data, ablation.value)
     assert got.keys() == ref.keys()
     for key in ref:
         assert got[key] == pytest.approx(ref[key], abs=1e-5), key
@@ -153,12 +119,7 @@ def test_a_position_resolved_graph_selects_and_evaluates(model, data):
     # A circuit holding every role of some components is that component circuit.
     comps = {"a0.h1", "m0", "a1.h2"}
     by_role = graph.with_selection(()).restrict_to(n.id for n in graph.nodes)
-    from dataclasses import replace as _replace
-
-    from catalog.graph import CircuitGraph
-    from catalog.naming import component_of
-
-    kept = CircuitGraph(graph.shape, tuple(_replace(n, in_circuit=component_of(n.id) in comps)
+    kept = CircuitGraph(graph.shape, tuple(replace(n, in_circuit=component_of(n.id) in comps)
                                            for n in by_role.nodes))
     whole = score(model, data, "activation-patching", batch_size=5)
     component_circuit = select(whole, Selection(rule="top-k", value=len(comps)))

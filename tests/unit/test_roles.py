@@ -21,15 +21,6 @@ def tok():
     return build_tokenizer(task_words())
 
 
-def _roles(ds, i: int) -> dict[str, str]:
-    """role -> token text for example i."""
-    out = {}
-    for t, r in enumerate(ds.role_ids[i].tolist()):
-        if r >= 0:
-            out[ds.role_names[r]] = ds.tokens[i][t] if hasattr(ds, "tokens") else t
-    return out
-
-
 def _token_of(tok, ds, i: int, role: str) -> str:
     t = (ds.role_ids[i] == ds.role_names.index(role)).nonzero()
     assert t.numel() == 1, f"{role} is not exactly one position in example {i}"
