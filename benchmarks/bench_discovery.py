@@ -30,10 +30,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as catalog.discovery does
 import numpy as np
 import torch
 
-from catalog.discovery import score
+from catalog.discovery import METHODS, Granularity, score
 from catalog.discovery.attribution import attribution_scores
 from catalog.discovery.engine import prepared
-from catalog.discovery.patching import activation_patching
+from catalog.discovery.methods.activation_patching import activation_patching
 
 
 def timed(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
@@ -125,20 +125,25 @@ def patching_speedup(model: Any, ds: Any, batch_size: int) -> None:
 
 
 def agreement(model: Any, ds: Any, batch_size: int) -> None:
+    """Every registered estimating edge method against the exact edge method, edge by edge."""
+    edge_methods = [s for s in METHODS.values() if s.granularity is Granularity.EDGE]
+    reference = next(s.slug for s in edge_methods if s.exact)
     t = {}
     scores = {}
-    for method in ("edge-patching", "eap", "eap-ig"):
+    for spec in edge_methods:
+        if spec.exact and spec.slug != reference:
+            continue
         t0 = time.perf_counter()
-        scores[method] = np.array([e.score for e in score(model, ds, method, batch_size=batch_size).edges])
-        t[method] = time.perf_counter() - t0
-    exact = scores["edge-patching"]
+        scores[spec.slug] = np.array([e.score for e in score(model, ds, spec, batch_size=batch_size).edges])
+        t[spec.slug] = time.perf_counter() - t0
+    exact = scores.pop(reference)
     top = np.argsort(-np.abs(exact))[: max(10, len(exact) // 10)]
-    for method in ("eap", "eap-ig"):
-        r_all = np.corrcoef(scores[method], exact)[0, 1]
-        r_top = np.corrcoef(scores[method][top], exact[top])[0, 1]
-        print(f"  {method:7s} vs edge-patching: r = {r_all:.3f} over {len(exact)} edges, "
+    for method, values in scores.items():
+        r_all = np.corrcoef(values, exact)[0, 1]
+        r_top = np.corrcoef(values[top], exact[top])[0, 1]
+        print(f"  {method:7s} vs {reference}: r = {r_all:.3f} over {len(exact)} edges, "
               f"r = {r_top:.3f} over the top {len(top)} (target >= 0.9); {t[method]:.2f} s "
-              f"vs {t['edge-patching']:.2f} s exact")
+              f"vs {t[reference]:.2f} s exact")
 
 
 def peak_memory(device: torch.device) -> None:

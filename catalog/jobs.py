@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from catalog.discovery import get_method
-from catalog.discovery.methods import check_positions
+from catalog.discovery import DEFAULT_METHOD, Granularity, MethodSpec, get_method
+from catalog.discovery.scoring import check_positions
 from catalog.errors import InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
@@ -40,7 +40,7 @@ DEFAULT_SELECTION = Selection(rule=SelectionRule.FAITHFULNESS, value=0.8, absolu
 Notify = Callable[[str], None]
 
 
-def discover(cat: Catalog, task: str | None, model: Any = None, method: str = "eap-ig",
+def discover(cat: Catalog, task: str | None, model: Any = None, method: str = DEFAULT_METHOD,
              ablation: Ablation | str = Ablation.COUNTERFACTUAL, selection: Selection | None = None,
              n: int | None = None, seed: int = 0, batch_size: int | None = None,
              device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
@@ -74,7 +74,7 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
     Stops at the first failure (that run is marked failed; earlier circuits stay stored).
     Each method receives the `params` it takes; a parameter no method takes is an error.
     """
-    specs = [get_method(m) for m in methods] or [get_method("eap-ig")]
+    specs = [get_method(m) for m in methods] or [get_method(DEFAULT_METHOD)]
     if positions:
         for spec in specs:
             check_positions(spec.slug)
@@ -109,7 +109,7 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
                 own["task_options"] = dict(options)
             if positions:
                 own["positions"] = True
-            circuits.append(_run_one(cat, loaded, task_name, ds, spec.slug, own,
+            circuits.append(_run_one(cat, loaded, task_name, ds, spec, own,
                                      ablation, selection, seed, batch_size, dtype, progress, name,
                                      tuple(tags), built))
     return circuits
@@ -189,16 +189,16 @@ def _load(model: Any, device: str | None, dtype: str, say: Notify) -> Any:
     return loaded
 
 
-def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_params: dict[str, Any],
+def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, method_params: dict[str, Any],
              ablation: Ablation, selection: Selection, seed: int, batch_size: int, dtype: str,
              progress: bool, name: str | None, tags: tuple[str, ...], built_s: float) -> Circuit:
     """One run: start it, score, select, evaluate, store; on any error or Ctrl-C mark it failed."""
     import torch
 
-    from catalog.discovery import evaluate, evaluator, score, select
+    from catalog.discovery import evaluate, evaluator, model_and_shape, score, select
     from catalog.discovery.attention import record_attention
-    from catalog.discovery.methods import model_and_shape
 
+    method = spec.slug
     _, shape = model_and_shape(loaded)
     run_params = {k: v for k, v in method_params.items() if k not in ("task_options", "positions")}
     positions = bool(method_params.get("positions"))
@@ -215,13 +215,14 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, method: str, method_
         with _progress(progress, f"{task} / {method}") as bar:
             torch.manual_seed(seed)
             t0 = time.perf_counter()
-            graph = score(loaded, ds, method, ablation=ablation, batch_size=batch_size,
+            graph = score(loaded, ds, spec, ablation=ablation, batch_size=batch_size,
                           progress=bar, positions=positions, **run_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             bar("evaluating", 0, 1)
             ev = evaluator(loaded, ds, ablation, batch_size, positions=positions)
-            chosen = select(graph, selection, ev)
+            # A method that selects its own circuit (Granularity.CIRCUIT) keeps its choice.
+            chosen = graph if spec.granularity is Granularity.CIRCUIT else select(graph, selection, ev)
             timings["select"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             metrics = evaluate(chosen, ev, selection.absolute)

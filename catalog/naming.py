@@ -346,6 +346,52 @@ def forward_rank(c: ComponentId, parallel_attn_mlp: bool = False) -> float:
     return 2.0 * layer + (0.0 if parallel_attn_mlp else 1.0)
 
 
+def block_hook(layer: int, name: str) -> str:
+    """A TransformerLens hook of block `layer`: ``resid_pre``, ``mlp_in``, ``q_input``, ``attn.z``...
+
+    Every hook name discovery uses is built here (or by the helpers below), so the spelling of
+    TransformerLens's names lives in one place.
+
+    >>> block_hook(3, "resid_pre"), block_hook(0, "attn.z"), block_hook(2, "mlp.post")
+    ('blocks.3.hook_resid_pre', 'blocks.0.attn.hook_z', 'blocks.2.mlp.hook_post')
+    """
+    owner, _, leaf = name.rpartition(".")
+    return f"blocks.{layer}.{owner + '.' if owner else ''}hook_{leaf}"
+
+
+def attn_hook(layer: int, name: str) -> str:
+    """An attention hook of block `layer` (``z``, ``q``, ``k``, ``v``, ``pattern``, ``result``...).
+
+    >>> attn_hook(1, "pattern")
+    'blocks.1.attn.hook_pattern'
+    """
+    return block_hook(layer, f"attn.{name}")
+
+
+def qkv_input_hook(layer: int, qkv: QKV | str) -> str:
+    """The split q, k or v input of block `layer`'s heads (needs ``use_split_qkv_input``).
+
+    >>> qkv_input_hook(2, "k")
+    'blocks.2.hook_k_input'
+    """
+    return block_hook(layer, f"{QKV(qkv).value}_input")
+
+
+#: Where ``input`` (token + position embeddings) enters the residual stream.
+EMBED_HOOK = "blocks.0.hook_resid_pre"
+#: The scale (standard deviation) the final LayerNorm divides by.
+FINAL_NORM_SCALE_HOOK = "ln_final.hook_scale"
+
+
+def logits_input_hook(n_layers: int) -> str:
+    """The residual stream the unembedding reads (before the final normalisation).
+
+    >>> logits_input_hook(12)
+    'blocks.11.hook_resid_post'
+    """
+    return block_hook(n_layers - 1, "resid_post")
+
+
 def output_hook(node: str, n_layers: int) -> str:
     """The TransformerLens hook holding a component's output (index heads on their axis).
 
@@ -354,13 +400,13 @@ def output_hook(node: str, n_layers: int) -> str:
     """
     c = parse_node(node)
     if c.kind is NodeKind.INPUT:
-        return "blocks.0.hook_resid_pre"
+        return EMBED_HOOK
     if c.kind is NodeKind.LOGITS:
-        return f"blocks.{n_layers - 1}.hook_resid_post"
+        return logits_input_hook(n_layers)
     if c.kind is NodeKind.ATTENTION:
-        return f"blocks.{c.layer}.attn.hook_result"
+        return attn_hook(c.layer or 0, "result")
     if c.kind is NodeKind.MLP:
-        return f"blocks.{c.layer}.hook_mlp_out"
+        return block_hook(c.layer or 0, "mlp_out")
     raise InvalidInputError(f"'{node}' has no TransformerLens hook: it is a dictionary {c.kind.value}.")
 
 
@@ -374,11 +420,11 @@ def input_hook(node: str, qkv: QKV | str | None, n_layers: int) -> str:
     if c.kind is NodeKind.ATTENTION:
         if qkv is None:
             raise InvalidInputError(f"An edge into head {node} must name its q, k or v input.")
-        return f"blocks.{c.layer}.hook_{QKV(qkv).value}_input"
+        return qkv_input_hook(c.layer or 0, qkv)
     if c.kind is NodeKind.MLP:
-        return f"blocks.{c.layer}.hook_mlp_in"
+        return block_hook(c.layer or 0, "mlp_in")
     if c.kind is NodeKind.LOGITS:
-        return f"blocks.{n_layers - 1}.hook_resid_post"
+        return logits_input_hook(n_layers)
     raise InvalidInputError(f"'{node}' reads no TransformerLens hook.")
 
 

@@ -16,6 +16,7 @@ from catalog.attention import AttentionPatterns
 from catalog.provenance import Circuit, Provenance
 
 if TYPE_CHECKING:
+    from catalog.discovery.contract import MethodSpec
     from catalog.graph import CircuitGraph, Edge, Node
     from catalog.published import PublishedCircuit
 
@@ -207,3 +208,19 @@ class PublishedInfo(_View):
                    heads=tuple(sorted(c.graph.heads)), mlps=tuple(sorted(c.graph.mlps)),
                    edges=len(c.graph.circuit_edges), arxiv=entry.arxiv,
                    citation=c.provenance.citation, file=entry.file)
+
+
+class MethodInfo(_View):
+    """A registered discovery method: slug, what it returns, its parameters and their defaults."""
+
+    method: str
+    returns: str
+    exact: bool
+    default: bool
+    parameters: dict[str, Any]
+    summary: str
+
+    @classmethod
+    def of(cls, spec: MethodSpec, default: bool = False) -> MethodInfo:
+        return cls(method=spec.slug, returns=spec.granularity.value, exact=spec.exact, default=default,
+                   parameters=dict(spec.defaults), summary=spec.summary)

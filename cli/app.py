@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, discover, draw, export, model, published, queries, serve
+from cli import circuits, db, discover, draw, export, model, published, queries, serve, sweep
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -40,7 +40,10 @@ def root(
 # In the order `catalog --help` lists them: find and store circuits, inspect, relate, move.
 app.command("discover")(discover.discover)
 app.command("runs")(discover.runs)
+app.command("methods")(discover.methods)
 app.command("path")(discover.path)
+app.command("sweep")(sweep.sweep)
+app.command("stability")(sweep.stability)
 app.command("import")(circuits.import_)
 app.command("list")(circuits.list_)
 app.command("show")(circuits.show)

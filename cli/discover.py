@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from catalog.discovery.methods import DEFAULT_METHOD, METHODS
 from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
 
 
@@ -42,8 +43,8 @@ def discover(
         "--model", "-m", metavar="MODEL", help="TransformerLens name (gpt2-small, ...) or a local Hugging Face "
                                                "folder (default: the embedded model).")] = None,
     method: Annotated[list[str] | None, typer.Option(
-        "--method", metavar="METHOD", help="activation-patching, eap, eap-ig (default) or edge-patching "
-                                           "(repeatable).")] = None,
+        "--method", metavar="METHOD", help=f"{', '.join(METHODS)} (default {DEFAULT_METHOD}; "
+                                           "repeatable; `catalog methods` describes them).")] = None,
     ablation: Annotated[str, typer.Option(
         "--ablation", metavar="ABLATION", help="What replaces a patched component: counterfactual, mean "
                                                "or zero.")] = "counterfactual",
@@ -61,7 +62,11 @@ def discover(
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", metavar="B", help="Examples per forward pass (default 32).")] = None,
     steps: Annotated[int | None, typer.Option(
-        "--steps", metavar="S", help="Integrated-gradient steps for eap-ig (default 5).")] = None,
+        "--steps", metavar="S", help="Integrated-gradient steps, for methods that take them (same as "
+                                     "--param steps=S).")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", metavar="KEY=VALUE", help="A method parameter (repeatable); `catalog methods` lists "
+                                             "each method's.")] = None,
     device: Annotated[str | None, typer.Option(
         "--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ... (default: CUDA when present).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or bfloat16.")] = "float32",
@@ -78,10 +83,10 @@ def discover(
 
     cat = open_catalog(ctx, create=True)
     circuits = jobs.discover_many(
-        cat, task or [], method or ["eap-ig"], model=model, ablation=ablation,
+        cat, task or [], method or [DEFAULT_METHOD], model=model, ablation=ablation,
         selection=_selection(top_k, threshold, faithfulness, absolute), n=n, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
-        name=name, tags=tuple(tag or ()), params={"steps": steps} if steps is not None else None,
+        name=name, tags=tuple(tag or ()), params=_params(param or [], steps),
         notify=lambda msg: err_console.print(msg), positions=positions)
     results = [DiscoveryResult.of(c) for c in circuits]
     if json_:
@@ -94,6 +99,27 @@ def discover(
                       str(s.heads), str(s.mlps), fmt_score(s.faithfulness), fmt_score(s.cpr),
                       fmt_score(s.cmd), f"{s.seconds:.1f}")
     console.print(table)
+
+
+def _params(given: list[str], steps: int | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` options as a dict, values read as JSON when they parse (3, 0.5,
+    true, null), else as strings; ``--steps S`` is ``--param steps=S``."""
+    import json
+
+    from catalog.errors import InvalidInputError
+
+    out: dict[str, Any] = {}
+    for text in given:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--param needs KEY=VALUE (e.g. --param steps=10), got '{text}'.")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    if steps is not None:
+        out["steps"] = steps
+    return out
 
 
 def path(
@@ -179,3 +205,19 @@ def runs(
                       ",".join(map(str, r.circuit_ids)) or "-", owner,
                       r.error or (f"{r.stale_reason}; `catalog runs --cleanup` marks it failed" if r.stale else ""))
     console.print(table)
+
+
+def methods(json_: JsonOpt = False) -> None:
+    """List the discovery methods: slug, what they return, their parameters (no torch needed)."""
+    from catalog.views import MethodInfo
+
+    rows = [MethodInfo.of(s, default=s.slug == DEFAULT_METHOD) for s in METHODS.values()]
+    if json_:
+        print_json(rows)
+        return
+    table = Table("method", "returns", "parameters (defaults)", "summary", box=None, pad_edge=False)
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r.parameters.items()) or "-"
+        table.add_row(r.method + (" *" if r.default else ""), r.returns, params, r.summary)
+    console.print(table)
+    console.print("* the default. Pass parameters as --param KEY=VALUE to `catalog discover`.")

@@ -62,6 +62,10 @@ def reuse(
     limit: Annotated[int, typer.Option(
         "--limit", metavar="N", help="Components to list (0: all).")] = 25,
     collapse_positions: CollapseOpt = False,
+    stable: Annotated[float | None, typer.Option(
+        "--stable", metavar="FRACTION", help="Keep only components found in at least this fraction "
+                                             "of each task's seeds (discovered circuits; see "
+                                             "`catalog stability`).")] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Component reuse across tasks: for each component, how many tasks' circuits contain it,
@@ -69,7 +73,8 @@ def reuse(
     from catalog.queries import reuse as run
     from catalog.queries import reuse_heatmap
 
-    result = run(open_catalog(ctx), model=model, kinds=kind or None, collapse_positions=collapse_positions)
+    result = run(open_catalog(ctx), model=model, kinds=kind or None, stable=stable,
+                 collapse_positions=collapse_positions)
     written = reuse_heatmap(result, plot) if plot is not None else None
     if json_:
         print_json(result.model_copy(update={"plot": str(written) if written else None}))
@@ -165,7 +170,11 @@ def render_reuse(r: Reuse, limit: int) -> None:
     if not r.tasks:
         console.print("no circuits on this model.")
         return
-    console.print("task x task overlap, newest circuit per task: Jaccard (shared components)")
+    if r.stable is not None:
+        console.print(f"task x task overlap of the components found in at least {r.stable:g} of each "
+                      "task's seeds: Jaccard (shared components)")
+    else:
+        console.print("task x task overlap, newest circuit per task: Jaccard (shared components)")
     matrix = table("", *r.tasks)
     for i, t in enumerate(r.tasks):
         matrix.add_row(f"{t} #{r.circuits[t]} ({r.sizes[i]})",

@@ -37,7 +37,10 @@ def command_tree() -> dict[str, object]:
 
 
 def code_blocks(text: str) -> list[str]:
-    return re.findall(r"```(?:bash|sh|console)?\n(.*?)```", text, flags=re.DOTALL)
+    """The shell blocks (```bash, ```sh, ```console or unlabelled), each block matched whole so
+    that another language's block never shifts which fences open and close."""
+    return [body for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, flags=re.DOTALL)
+            if lang in ("", "bash", "sh", "console")]
 
 
 def readme_catalog_commands() -> list[list[str]]:

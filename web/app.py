@@ -9,7 +9,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from catalog.errors import (
@@ -32,9 +32,10 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (CatalogError, 400),
 )
 
-#: URL path -> page file in web/static.
-_PAGES = {"/": "index.html", "/circuit/{ref}": "circuit.html", "/compare": "compare.html",
-          "/reuse": "reuse.html", "/find": "find.html"}
+#: URL path -> (title, the page's script in web/static): every page is web/static/page.html
+#: with its own script, which builds the page from the JSON API.
+_PAGES = {"/": ("Circuits", "index.js"), "/circuit/{ref}": ("Circuit", "circuit.js"),
+          "/compare": ("Compare", "compare.js"), "/reuse": ("Reuse", "reuse.js"), "/find": ("Find", "find.js")}
 
 
 def _finite(value: Any) -> Any:
@@ -102,14 +103,18 @@ def create_app(db: str | None = None) -> FastAPI:
         """Every circuit containing a component (as `catalog find --json`)."""
         return find(cat, component, model=model)
 
-    def page(name: str) -> Any:
-        async def handler() -> FileResponse:
-            return FileResponse(str(static / name), media_type="text/html")
+    shell = (static / "page.html").read_text(encoding="utf-8")
+
+    def page(title: str, script: str) -> Any:
+        html = shell.replace("{title}", title).replace("{script}", script)
+
+        async def handler() -> HTMLResponse:
+            return HTMLResponse(html)
 
         return handler
 
-    for path, name in _PAGES.items():
-        app.add_api_route(path, page(name), include_in_schema=False)
+    for path, (title, script) in _PAGES.items():
+        app.add_api_route(path, page(title, script), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
 

@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING, Any
 # measurable when the machine is idle. It only takes effect if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from catalog.discovery.methods import (
-    METHODS,
+from catalog.discovery.contract import (
+    EdgeScores,
     Granularity,
+    Method,
+    MethodInputs,
     MethodSpec,
-    get_method,
-    score,
+    NodeScores,
+    SelectedCircuit,
 )
+from catalog.discovery.methods import DEFAULT_METHOD, METHODS, get_method
+from catalog.discovery.scoring import model_and_shape, score
 from catalog.discovery.selection import is_node_level, select, threshold, top_k
 
 if TYPE_CHECKING:
@@ -33,7 +37,6 @@ def evaluator(loaded_model: Any, dataset: Any, ablation: Any = "counterfactual",
     """An `Evaluator` for circuits of this model on this dataset (imports torch); with
     `positions`, one for position-resolved circuits (`catalog.discovery.positions.RoleEvaluator`)."""
     from catalog.discovery.evaluation import Evaluator
-    from catalog.discovery.methods import model_and_shape
 
     model, _ = model_and_shape(loaded_model)
     if positions:
@@ -50,5 +53,6 @@ def evaluate(circuit: Any, evaluator: Evaluator, absolute: bool = True) -> dict[
     return _evaluate(circuit, evaluator, absolute)
 
 
-__all__ = ["METHODS", "Granularity", "MethodSpec", "evaluate", "evaluator", "get_method",
-           "is_node_level", "score", "select", "threshold", "top_k"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "EdgeScores", "Granularity", "Method", "MethodInputs", "MethodSpec",
+           "NodeScores", "SelectedCircuit", "evaluate", "evaluator", "get_method", "is_node_level",
+           "model_and_shape", "score", "select", "threshold", "top_k"]

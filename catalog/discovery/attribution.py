@@ -15,6 +15,8 @@ runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ import torch
 from catalog.discovery.engine import (
     Ablator,
     Hook,
+    Metric,
     Progress,
     batches,
     device_of,
@@ -29,9 +32,11 @@ from catalog.discovery.engine import (
     new_buffer,
     prepared,
     source_hooks,
+    task_metric,
 )
 from catalog.discovery.layout import QKV_ORDER, Layout
 from catalog.errors import InvalidInputError
+from catalog.naming import EMBED_HOOK, attn_hook, block_hook, logits_input_hook, qkv_input_hook
 from catalog.provenance import Ablation
 
 
@@ -73,13 +78,13 @@ def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) 
     for layer in range(layout.n_layers):
         for qkv in QKV_ORDER:
             first = layout.head_dest(layer, qkv, 0)
-            hooks.append((f"blocks.{layer}.hook_{qkv}_input",
+            hooks.append((qkv_input_hook(layer, qkv),
                           make(first, layout.n_heads, layout.n_upstream(first), True)))
         if layout.has_mlp:
             d = layout.mlp_dest(layer)
-            hooks.append((f"blocks.{layer}.hook_mlp_in", make(d, 1, layout.n_upstream(d), False)))
+            hooks.append((block_hook(layer, "mlp_in"), make(d, 1, layout.n_upstream(d), False)))
     d = layout.logits_dest
-    hooks.append((f"blocks.{layout.n_layers - 1}.hook_resid_post", make(d, 1, layout.n_upstream(d), False)))
+    hooks.append((logits_input_hook(layout.n_layers), make(d, 1, layout.n_upstream(d), False)))
     return hooks
 
 
@@ -106,12 +111,13 @@ def _ln_stats(model: Any, layer: int, x: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def _ln_backward(model: Any, layer: int, grad: torch.Tensor,
-                 stats: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+                 stats: tuple[torch.Tensor, torch.Tensor] | None, frozen_scale: bool = False) -> torch.Tensor:
     """Gradient w.r.t. the input of ``blocks[layer].ln1`` given the gradient of its output.
 
     `grad` is ``[B, T, H, D]`` (one row per head). LayerNorm: ``(g' - mean(g') - xhat *
     mean(g' xhat)) / scale`` with ``g' = g * w``; RMSNorm drops the centring term; no
-    normalisation is the identity.
+    normalisation is the identity. With `frozen_scale` (LRP's LN-rule) the scale is a constant,
+    so the ``xhat`` term, its derivative, drops out.
     """
     if stats is None:
         return grad
@@ -120,10 +126,13 @@ def _ln_backward(model: Any, layer: int, grad: torch.Tensor,
     g = grad * model.blocks[layer].ln1.w if kind in ("LN", "RMS") else grad
     if kind in ("LN", "LNPre"):
         g = g - g.mean(-1, keepdim=True)
+    if frozen_scale:
+        return g / scale
     return (g - xhat * (g * xhat).mean(-1, keepdim=True)) / scale
 
 
-def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) -> list[Hook]:
+def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor],
+                         frozen_scale: bool = False) -> list[Hook]:
     """Like `_grad_hooks`, without split q/k/v inputs: each head's q, k and v input gradient is
     ``LN1-backward(dL/dq_h @ W_Q[h]^T)``, taken from gradients at ``hook_q``/``hook_k``/``hook_v``.
 
@@ -145,7 +154,8 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
         weight = getattr(model.blocks[layer].attn, f"W_{qkv.upper()}")
 
         def on_grad(grad: torch.Tensor) -> None:
-            g_in = _ln_backward(model, layer, torch.einsum("bthk,hdk->bthd", grad, weight), stats[layer])
+            g_in = _ln_backward(model, layer, torch.einsum("bthk,hdk->bthd", grad, weight), stats[layer],
+                                frozen_scale)
             _accumulate(scores, diff[0], g_in, upto, first, layout.n_heads)
 
         def hook(act: torch.Tensor, hook: Any) -> None:
@@ -155,8 +165,8 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
         return hook
 
     for layer in range(layout.n_layers):
-        hooks.append((f"blocks.{layer}.hook_resid_pre", keep(layer)))
-        hooks += [(f"blocks.{layer}.attn.hook_{qkv}", make(layer, qkv)) for qkv in QKV_ORDER]
+        hooks.append((block_hook(layer, "resid_pre"), keep(layer)))
+        hooks += [(attn_hook(layer, qkv), make(layer, qkv)) for qkv in QKV_ORDER]
     mlp_and_logits = _grad_hooks(layout, scores, diff)
     return hooks + [h for h in mlp_and_logits if not h[0].endswith(("_q_input", "_k_input", "_v_input"))]
 
@@ -168,16 +178,32 @@ def _input_hook(alpha: float, baseline: torch.Tensor) -> Hook:
         x = act.detach() if alpha == 1.0 else baseline + alpha * (act.detach() - baseline)
         return x.requires_grad_(True)
 
-    return ("blocks.0.hook_resid_pre", hook)
+    return (EMBED_HOOK, hook)
+
+
+@dataclass(frozen=True)
+class BackwardRules:
+    """A modified backward pass: forward hooks that change gradients without changing values.
+
+    `hooks(model)` returns the hooks (e.g. detaching a LayerNorm's scale); `frozen_norm_scale`
+    says they freeze every normalisation's scale, so the analytic q/k/v input gradients must
+    treat ``ln1``'s scale as a constant too.
+    """
+
+    hooks: Callable[[Any], list[Hook]]
+    frozen_norm_scale: bool = False
 
 
 def attribution_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
                        batch_size: int = 32, steps: int = 1, progress: Progress | None = None,
-                       split_qkv: bool | None = None) -> list[list[float]]:
+                       split_qkv: bool | None = None, metric: Metric = task_metric,
+                       rules: BackwardRules | None = None) -> list[list[float]]:
     """Dense ``[source][destination]`` attribution scores; ``steps=1`` is EAP, more is EAP-IG.
 
     `split_qkv` (default: only when the normalisation has no analytic backward here) takes the
     q/k/v input gradients from TransformerLens's split inputs instead; both give the same scores.
+    `rules` replaces plain gradients by the propagation coefficients of a modified backward
+    pass (RelP's LRP rules); the forward values, and so the activation differences, are unchanged.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidInputError(f"steps must be a positive integer, got {steps!r}.")
@@ -200,10 +226,13 @@ def attribution_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.C
                 if alpha == 1.0:
                     buf = new_buffer(model, layout, clean)
                     hooks += source_hooks(model, layout, buf)
+                if rules is not None:
+                    hooks += rules.hooks(model)
                 hooks += (_grad_hooks(layout, scores, diff) if split
-                          else _analytic_grad_hooks(model, layout, scores, diff))
+                          else _analytic_grad_hooks(model, layout, scores, diff,
+                                                    rules is not None and rules.frozen_norm_scale))
                 with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
-                    loss = -part.metric(model(clean)).sum()
+                    loss = -metric(part, model(clean)).sum()
                     if buf is not None:
                         diff.append(_flat_diff(ablated, buf))
                     loss.backward()
@@ -212,8 +241,3 @@ def attribution_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.C
                 progress("attribution", done, n)
         return (scores.to(torch.float64) / (n * steps)).cpu().tolist()
 
-
-def eap_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
-               batch_size: int = 32, progress: Progress | None = None) -> list[list[float]]:
-    """EAP: attribution scores from one gradient at the clean input (no steps parameter)."""
-    return attribution_scores(model, dataset, ablation, batch_size, steps=1, progress=progress)

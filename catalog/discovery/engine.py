@@ -18,12 +18,14 @@ from typing import Any
 
 import torch
 
+from catalog.discovery.contract import Metric, Progress, task_metric
 from catalog.discovery.layout import QKV_ORDER, Layout
 from catalog.errors import DiscoveryError
+from catalog.naming import EMBED_HOOK, attn_hook, block_hook, logits_input_hook, qkv_input_hook
 from catalog.provenance import Ablation
 
 Hook = tuple[str, Callable[..., Any]]
-Progress = Callable[[str, int, int], None]
+__all__ = ["Hook", "Metric", "Progress", "task_metric"]
 
 
 @contextmanager
@@ -79,10 +81,10 @@ def batches(dataset: Any, batch_size: int, device: torch.device) -> Iterator[tup
         yield part, part.clean.to(device), part.corrupt.to(device)
 
 
-def metric_per_copy(part: Any, logits: torch.Tensor, copies: int) -> torch.Tensor:
-    """The task metric of each copy of a repeated batch: ``[copies, batch]``."""
+def metric_per_copy(part: Any, logits: torch.Tensor, copies: int, metric: Metric = task_metric) -> torch.Tensor:
+    """The metric of each copy of a repeated batch: ``[copies, batch]``."""
     b = logits.shape[0] // copies
-    return torch.stack([part.metric(logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
+    return torch.stack([metric(part, logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
 
 
 # --- recording sources -----------------------------------------------------------------------
@@ -109,11 +111,11 @@ def source_hooks(model: Any, layout: Layout, buf: torch.Tensor) -> list[Hook]:
 
         return hook
 
-    hooks: list[Hook] = [("blocks.0.hook_resid_pre", put(0))]
+    hooks: list[Hook] = [(EMBED_HOOK, put(0))]
     for layer in range(layout.n_layers):
-        hooks.append((f"blocks.{layer}.attn.hook_z", put_heads(layer, layout.head_source(layer, 0))))
+        hooks.append((attn_hook(layer, "z"), put_heads(layer, layout.head_source(layer, 0))))
         if layout.has_mlp:
-            hooks.append((f"blocks.{layer}.hook_mlp_out", put(layout.mlp_source(layer))))
+            hooks.append((block_hook(layer, "mlp_out"), put(layout.mlp_source(layer))))
     return hooks
 
 
@@ -197,16 +199,16 @@ def patch_hooks(layout: Layout, ablated: torch.Tensor, current: torch.Tensor, ma
             first = layout.head_dest(layer, qkv, 0)
             fn = make(first, layout.n_heads, layout.n_upstream(first))
             if fn is not None:
-                hooks.append((f"blocks.{layer}.hook_{qkv}_input", fn))  # type: ignore[arg-type]
+                hooks.append((qkv_input_hook(layer, qkv), fn))  # type: ignore[arg-type]
         if layout.has_mlp:
             d = layout.mlp_dest(layer)
             fn = make(d, 1, layout.n_upstream(d))
             if fn is not None:
-                hooks.append((f"blocks.{layer}.hook_mlp_in", fn))  # type: ignore[arg-type]
+                hooks.append((block_hook(layer, "mlp_in"), fn))  # type: ignore[arg-type]
     d = layout.logits_dest
     fn = make(d, 1, layout.n_upstream(d))
     if fn is not None:
-        hooks.append((f"blocks.{layout.n_layers - 1}.hook_resid_post", fn))  # type: ignore[arg-type]
+        hooks.append((logits_input_hook(layout.n_layers), fn))  # type: ignore[arg-type]
     return hooks
 
 
@@ -229,6 +231,9 @@ def valid_mask(layout: Layout, device: torch.device) -> torch.Tensor:
         m[:layout.n_upstream(d), d] = True
     return m
 
+
+#: Rows (examples x copies) per patched forward pass when the caller does not say.
+DEFAULT_MAX_ROWS = 1024
 
 #: Memory budget for one pass's ``[rows, T, sources, d_model]`` source buffer and its logits.
 BUFFER_BYTES = 256 * 2**20

@@ -425,7 +425,7 @@ def path_effect(loaded_model: Any, dataset: Any, sender: str, receivers: Sequenc
                 freeze: Freeze | str = Freeze.WANG, ablation: Ablation | str = Ablation.COUNTERFACTUAL,
                 batch_size: int = 32, task: str | None = None, progress: Progress | None = None) -> PathResult:
     """The effect of `sender` on `receivers` (ids as ``catalog path`` takes them), per example."""
-    from catalog.discovery.methods import model_and_shape
+    from catalog.discovery.scoring import model_and_shape
 
     freeze = freeze_of(freeze)
     try:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from catalog.discovery.engine import (
+    DEFAULT_MAX_ROWS,
     Ablator,
     Progress,
     batches,
@@ -43,8 +44,7 @@ from catalog.discovery.engine import (
 )
 from catalog.discovery.evaluation import Evaluator
 from catalog.discovery.layout import Layout
-from catalog.discovery.patching import (
-    DEFAULT_MAX_ROWS,
+from catalog.discovery.methods.activation_patching import (
     _can_start_midway,
     _replace_hooks,
     clean_run,
@@ -53,7 +53,7 @@ from catalog.discovery.patching import (
 )
 from catalog.errors import DiscoveryError, InvalidInputError
 from catalog.graph import CircuitGraph, ModelShape, Node
-from catalog.naming import NodeKind, component_of, with_role
+from catalog.naming import NodeKind, block_hook, component_of, with_role
 from catalog.provenance import Ablation
 
 #: Methods that can score (component, role) nodes.
@@ -169,9 +169,9 @@ def _output_grad_hooks(layout: Layout, grads: dict[int, torch.Tensor]) -> list[t
 
     hooks = []
     for layer in range(layout.n_layers):
-        hooks.append((f"blocks.{layer}.hook_attn_out", keep(2 * layer)))
+        hooks.append((block_hook(layer, "attn_out"), keep(2 * layer)))
         if layout.has_mlp:
-            hooks.append((f"blocks.{layer}.hook_mlp_out", keep(2 * layer + 1)))
+            hooks.append((block_hook(layer, "mlp_out"), keep(2 * layer + 1)))
     return hooks
 
 

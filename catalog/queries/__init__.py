@@ -15,6 +15,7 @@ from catalog.queries.compare import (
     weighted_overlap,
 )
 from catalog.queries.drawing import CircuitDrawing, drawing
+from catalog.queries.stability import ComponentStability, SeedStability, Stability, stability
 from catalog.queries.reuse import (
     DEFAULT_KINDS,
     ComponentReuse,
@@ -32,10 +33,13 @@ __all__ = [
     "Comparison",
     "Component",
     "ComponentReuse",
+    "ComponentStability",
     "Matched",
     "OverlapMatrix",
     "Reuse",
+    "SeedStability",
     "SetOverlap",
+    "Stability",
     "Side",
     "compare",
     "drawing",
@@ -43,5 +47,6 @@ __all__ = [
     "pairwise_overlap",
     "reuse",
     "reuse_heatmap",
+    "stability",
     "weighted_overlap",
 ]

@@ -56,6 +56,7 @@ class Reuse(BaseModel):
     sizes: tuple[int, ...]
     shared: tuple[tuple[int, ...], ...]
     jaccard: tuple[tuple[float | None, ...], ...]
+    stable: float | None = None  # components kept: those in at least this fraction of seeds
     plot: str | None = None  # where the heatmap was drawn, when one was asked for
 
 
@@ -85,14 +86,20 @@ def only_model(cat: Catalog, model: str | None) -> str:
 
 
 def reuse(cat: Catalog, model: str | None = None, kinds: Iterable[NodeKind | str] | None = None,
-          collapse_positions: bool = False) -> Reuse:
+          collapse_positions: bool = False, stable: float | None = None) -> Reuse:
     """How many tasks' circuits contain each component, and the task x task overlap matrix.
 
     Counts use every circuit on the model; the matrix uses the newest circuit per task.
     Leaves out input and logits unless `kinds` asks for them. Position-resolved nodes
-    (``a1.h0@END``) count per role, or per component with `collapse_positions`."""
+    (``a1.h0@END``) count per role, or per component with `collapse_positions`. With `stable`
+    (a fraction in (0, 1]), each task keeps only the components its discovered circuits contain
+    in at least that fraction of their seeds (see `catalog.queries.stability`)."""
     model = only_model(cat, model)
     chosen = _kinds(kinds)
+    if stable is not None:
+        if collapse_positions:
+            raise InvalidInputError("Give --stable or --collapse-positions, not both.")
+        return _stable_reuse(cat, model, chosen, stable)
     if collapse_positions:
         return _collapsed_reuse(cat, model, chosen)
     counts = cat.component_counts(model=model, kinds=chosen)
@@ -129,13 +136,41 @@ def _collapsed_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...]) -> R
     for cid, task in m.tasks.items():
         newest[task] = max(cid, newest.get(task, 0))
     tasks = tuple(sorted(newest))
-    chosen = [sets[newest[t]] for t in tasks]
-    shared = tuple(tuple(len(a & b) for b in chosen) for a in chosen)
-    sizes = tuple(len(a) for a in chosen)
-    jaccard = tuple(tuple((shared[i][j] / len(chosen[i] | chosen[j])) if chosen[i] | chosen[j] else None
-                          for j in range(len(tasks))) for i in range(len(tasks)))
+    sizes, shared, jaccard = _matrix([sets[newest[t]] for t in tasks])
     return Reuse(model=model, kinds=tuple(k.value for k in kinds), components=tuple(counts), tasks=tasks,
                  circuits={t: newest[t] for t in tasks}, sizes=sizes, shared=shared, jaccard=jaccard)
+
+
+def _matrix(chosen: list[frozenset[str]]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...],
+                                                   tuple[tuple[float | None, ...], ...]]:
+    """(sizes, shared counts, Jaccard) of every pair of component sets."""
+    sizes = tuple(len(a) for a in chosen)
+    shared = tuple(tuple(len(a & b) for b in chosen) for a in chosen)
+    jaccard = tuple(tuple((len(a & b) / len(a | b)) if a | b else None for b in chosen) for a in chosen)
+    return sizes, shared, jaccard
+
+
+def _stable_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...], fraction: float) -> Reuse:
+    from catalog.queries.stability import stability
+
+    if not 0 < fraction <= 1:
+        raise InvalidInputError(f"--stable takes a fraction of seeds in (0, 1], e.g. 0.5 (got {fraction}).")
+    tasks = tuple(sorted({r.task for r in cat.list(model=model, source="discovery")}))
+    if not tasks:
+        raise NotFoundError(f"No discovered circuits on {model}: --stable compares seeds of discovered circuits.")
+    per_task = {t: stability(cat, t, model=model).models[0] for t in tasks}
+    sets = {t: frozenset(c for c in st.stable(fraction) if parse_node(c).kind in kinds) for t, st in per_task.items()}
+    seeds_with = {t: {c.component: c.seeds for c in st.components} for t, st in per_task.items()}
+    comps = sorted({c for s in sets.values() for c in s})
+    rows = [ComponentReuse(component=c, kind=parse_node(c).kind.value,
+                           n_tasks=sum(c in sets[t] for t in tasks),
+                           n_circuits=sum(seeds_with[t].get(c, 0) for t in tasks if c in sets[t]),
+                           tasks=tuple(t for t in tasks if c in sets[t])) for c in comps]
+    rows.sort(key=lambda r: (-r.n_tasks, -r.n_circuits, r.component))
+    sizes, shared, jaccard = _matrix([sets[t] for t in tasks])
+    return Reuse(model=model, kinds=tuple(k.value for k in kinds), components=tuple(rows), tasks=tasks,
+                 circuits={t: per_task[t].circuits[-1] for t in tasks}, sizes=sizes, shared=shared,
+                 jaccard=jaccard, stable=fraction)
 
 
 def find(cat: Catalog, component: str, model: str | None = None,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,9 @@ from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
 from catalog.store import aggregates, engine, runs
+
+if TYPE_CHECKING:
+    from catalog.store.sweeps import SweepStore
 from catalog.store.convert import (
     ANNOTATION_COLUMNS,
     EDGE_COLUMNS,
@@ -76,6 +79,7 @@ from catalog.store.schema import (
     TaskRow,
 )
 
+_MAX_ID = 2**63 - 1  # the widest integer SQLite and PostgreSQL (bigint) store
 _BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
 
 
@@ -144,6 +148,18 @@ class Catalog:
 
     def head_revision(self) -> str:
         return engine.head_revision()
+
+    def connection_url(self) -> str:
+        """The full URL (password included) for opening this catalog from another process, e.g.
+        a sweep's workers. Never print it: `url` is the one for messages."""
+        return self._db.engine.url.render_as_string(hide_password=False)
+
+    @property
+    def sweeps(self) -> SweepStore:
+        """The catalog's sweeps (`catalog sweep`): grids of discovery runs and their cells."""
+        from catalog.store.sweeps import SweepStore
+
+        return SweepStore(self._db)
 
     def close(self) -> None:
         self._db.engine.dispose()
@@ -411,7 +427,7 @@ class Catalog:
         """
         text = str(ref).strip()
         if text.lstrip("#").isdigit():
-            cid = int(text.lstrip("#"))
+            cid = _as_id(text)
             with self._db.session_scope() as s:
                 if s.get(CircuitRow, cid) is None:
                     raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -608,6 +624,9 @@ def _as_id(value: Any, what: str = "circuit") -> int:
         out = None
     if out is None or out < 1:
         raise InvalidInputError(f"'{value}' is not a {what} id; ids are positive integers (see `catalog list`).")
+    if out > _MAX_ID:  # beyond any database's integer: no such record (not a driver overflow)
+        where = "`catalog runs`" if what == "run" else "`catalog list`"
+        raise NotFoundError(f"No {what} #{value} in the catalog: ids are at most {_MAX_ID}. Run {where} to see the ids.")
     return out
 
 

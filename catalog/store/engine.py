@@ -141,6 +141,8 @@ def _sqlite_engine(url: URL, create: bool) -> Engine:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailableError(f"Cannot create the folder for {path}: {exc.strerror}. Choose another path with --db.") from None
+        elif not path.is_file():  # a FIFO or device would hang or be clobbered, never be a catalog
+            raise StoreUnavailableError(f"{path} is not a regular file; give the catalog a file path such as catalog.db.")
         else:
             # WAL needs to write beside the file (-wal, -shm) even to read: a read-only file or
             # folder (a read-only mount, a shared copy) is opened read-only instead of failing.

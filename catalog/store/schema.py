@@ -252,3 +252,55 @@ class AttentionRow(Base):
 
     circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SweepStatus(str, Enum):
+    """Life cycle of a sweep and of each of its cells."""
+
+    PENDING = "pending"  # a cell not started yet
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class SweepRow(Base):
+    """A grid of discoveries (`catalog sweep`): its specification, state and cost."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    executor: Mapped[str] = mapped_column(String(40))
+    workers: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    wall_seconds: Mapped[float | None] = mapped_column(Double)
+    cost: Mapped[dict[str, Any]] = mapped_column(JSON)  # per worker: cells, cpu seconds, peak RSS
+
+    __table_args__ = (_one_of("status", SweepStatus, "status"),)
+
+
+class SweepCellRow(Base):
+    """One cell of a sweep: a (task, method, model, seed) discovery and how it ended."""
+
+    __tablename__ = "sweep_cells"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(400))
+    task: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(400))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    circuit_id: Mapped[int | None] = mapped_column(ForeignKey("circuits.id", ondelete="SET NULL"))
+    seconds: Mapped[float | None] = mapped_column(Double)
+    faithfulness: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("sweep_id", "key"), _one_of("status", SweepStatus, "status"))

@@ -50,6 +50,8 @@ def test_light_commands_do_not_import_torch(loaded_db):
     out = tmp / "export.graphml"
     commands = [
         ["--help"],
+        ["discover", "--help"],
+        ["methods"],
         ["--db", db, "list"],
         ["--db", db, "show", str(ids[0])],
         ["--db", db, "compare", "ioi", "greater-than", "--model", "gpt2-small"],

@@ -94,3 +94,13 @@ def test_eap_and_eap_ig_agree_with_edge_patching_on_the_embedded_model(task):
     # (colored-objects); eap 0.51-0.78 (ioi) and 0.55-0.85 (colored-objects). These bounds catch
     # a broken method; the printed figures say how close to the 0.9 target each method comes.
     assert r["eap-ig"] >= 0.75 and r["eap"] >= 0.3
+
+
+@needs_embedded
+def test_relp_runs_end_to_end_from_the_command_line(tmp_path):
+    db = str(tmp_path / "c.db")
+    result = run(db, "discover", "--task", "ioi", "--method", "relp", "--n", "16", "--top-k", "40", "--json")
+    assert result.exit_code == 0, result.output
+    [summary] = json.loads(result.stdout)
+    assert summary["method"] == "relp" and summary["edges"] > 0
+    assert 0.0 < summary["faithfulness"] <= 1.5

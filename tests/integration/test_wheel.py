@@ -67,3 +67,8 @@ def test_installed_wheel_ships_migrations_and_published_data(tmp_path):
     expected = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()) \
         if source.is_dir() else []
     assert installed == expected
+    # the web view's pages and scripts ship too, and the installed app serves them
+    pages = run([py, "-c", "from importlib import resources; print(sorted(p.name for p in "
+                 "(resources.files('web') / 'static').iterdir()))"], cwd=work, env=env)
+    source_pages = sorted(p.name for p in (REPO / "web" / "static").iterdir() if p.is_file())
+    assert pages.strip() == str(source_pages)

@@ -259,3 +259,25 @@ def test_a_read_only_catalog_can_be_read_not_written(tmp_path, hand_circuits, mo
         ro.upgrade()
     ro.close()
     assert path.read_bytes() == before
+
+
+def test_ids_wider_than_any_database_integer_are_not_found(catalog):
+    for ref in (2**63, "99999999999999999999999", "#99999999999999999999999"):
+        with pytest.raises(NotFoundError, match="ids are at most"):
+            catalog.get(ref)
+        with pytest.raises(NotFoundError, match="ids are at most"):
+            catalog.resolve(ref)
+    with pytest.raises(NotFoundError, match="ids are at most"):
+        catalog.delete(2**64)
+    with pytest.raises(NotFoundError, match="ids are at most"):
+        catalog.get_run(2**64)
+
+
+def test_a_fifo_or_device_is_refused_as_a_catalog(tmp_path):
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    (tmp_path / "null.db").symlink_to("/dev/null")
+    for path in (fifo, tmp_path / "null.db"):
+        for create in (True, False):
+            with pytest.raises(StoreUnavailableError, match="not a regular file"):
+                Catalog.open(str(path), create=create)

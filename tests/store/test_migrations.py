@@ -21,7 +21,7 @@ from catalog.store.engine import alembic_config, migrations_dir
 from catalog.store.schema import metadata
 
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _scripts() -> ScriptDirectory:
@@ -31,7 +31,7 @@ def _scripts() -> ScriptDirectory:
 def test_one_head_and_a_linear_history():
     script = _scripts()
     assert script.get_heads() == [HEAD]
-    assert [r.revision for r in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
+    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
 
 
 def test_revision_files_are_numbered_and_say_what_and_why():
@@ -76,7 +76,7 @@ def _old_run(cat: Catalog, status: str, error: str | None, started: datetime) ->
         return int(conn.execute(text("SELECT max(id) FROM runs")).scalar_one())
 
 
-@pytest.mark.parametrize("previous", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("previous", ["0001", "0002", "0003", "0004"])
 def test_data_written_at_the_previous_revision_reads_back_after_upgrade(catalog_url, hand_circuits, previous):
     old = Catalog.open(catalog_url, check_schema=False)
     old.upgrade(previous)

@@ -16,7 +16,8 @@ from test_discovery_fixtures import (
 from catalog.discovery import METHODS, score, select
 from catalog.discovery.evaluation import Evaluator, evaluate
 from catalog.discovery.layout import Layout
-from catalog.discovery.patching import activation_patching, edge_patching
+from catalog.discovery.methods.activation_patching import activation_patching
+from catalog.discovery.methods.edge_patching import edge_patching
 from catalog.errors import DiscoveryError, InvalidInputError, UnknownKeyError
 from catalog.provenance import Ablation, Selection
 
@@ -236,7 +237,7 @@ def test_other_architectures_are_scored_and_evaluated(kwargs):
 
 
 def test_registry_and_bad_input_errors(model, data):
-    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching"}
+    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp"}
     with pytest.raises(UnknownKeyError, match="Did you mean 'eap-ig'"):
         score(model, data, "eap-gi")
     with pytest.raises(InvalidInputError, match="parameters: steps"):

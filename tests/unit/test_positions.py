@@ -11,7 +11,7 @@ from test_discovery_fixtures import ToyDataset, per_position_reference, random_m
 
 from catalog.discovery import score, select
 from catalog.discovery.evaluation import Evaluator
-from catalog.discovery.patching import activation_patching
+from catalog.discovery.methods.activation_patching import activation_patching
 from catalog.discovery.positions import (
     RoleEvaluator,
     activation_patching_by_role,

@@ -76,5 +76,6 @@ def test_pages_are_static_and_offline(client) -> None:
     for path in ("/", "/circuit/1", "/compare", "/reuse", "/find"):
         html = client.get(path).text
         assert "<script src=\"/static/app.js\"></script>" in html
+        assert "{" not in html  # every placeholder filled
         assert "http://" not in html and "https://" not in html
     assert "http" not in client.get("/static/app.js").text.replace("http://www.w3.org/2000/svg", "")

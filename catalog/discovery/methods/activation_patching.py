@@ -1,10 +1,10 @@
-"""Exact patching methods: activation patching (node level) and edge patching (edge level).
+"""Activation patching: the exact effect of each head and MLP, patched one at a time (node level).
 
-Both score a component or edge by how much the mean task metric drops when it alone is patched:
-``score = mean m(clean) - mean m(patched)``, so a positive score means the component helps the
-task behaviour (the sign EAP-IG's attribution scores have). Both batch several patterns into one
-forward pass by repeating the batch (copy ``c`` patches item ``c``); the result is the same as a
-one-item-per-pass loop because copies do not interact.
+A component's score is how much the mean task metric drops when its whole output is patched:
+``score = mean m(clean) - mean m(patched)``, so a positive score means it helps the task
+behaviour (the sign the attribution methods' scores have). Several components run in one forward
+pass by repeating the batch (copy ``c`` patches component ``c``); the result equals a
+one-component-per-pass loop because copies do not interact (tested).
 """
 
 from __future__ import annotations
@@ -13,24 +13,30 @@ from typing import Any
 
 import torch
 
+from catalog.discovery.contract import MethodInputs, NodeScores
 from catalog.discovery.engine import (
+    DEFAULT_MAX_ROWS,
     Ablator,
+    Metric,
     Progress,
     batches,
-    chunked,
     copies_per_pass,
     device_of,
     max_rows_for,
     metric_per_copy,
     n_examples,
-    patched_logits,
     prepared,
+    task_metric,
 )
 from catalog.discovery.layout import Layout
+from catalog.naming import attn_hook, block_hook
 from catalog.provenance import Ablation
 
-#: Rows (examples x copies) per patched forward pass when the caller does not say.
-DEFAULT_MAX_ROWS = 1024
+
+def run(inputs: MethodInputs) -> NodeScores:
+    """The `Method` entry point: every head's and MLP's exact score."""
+    return NodeScores(activation_patching(inputs.model, inputs.dataset, inputs.ablation, inputs.batch_size,
+                                          progress=inputs.progress, metric=inputs.metric))
 
 
 def components(layout: Layout) -> list[int]:
@@ -74,7 +80,7 @@ def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: lis
                 out[c] += delta if where is None else where[c].unsqueeze(-1) * delta
             return act
 
-        hooks += [(f"blocks.{layer}.attn.hook_z", keep_z), (f"blocks.{layer}.hook_attn_out", swap)]
+        hooks += [(attn_hook(layer, "z"), keep_z), (block_hook(layer, "attn_out"), swap)]
 
     for layer, pairs in mlps.items():
         def replace(act: torch.Tensor, hook: Any, pairs: list = pairs) -> torch.Tensor:
@@ -86,7 +92,7 @@ def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: lis
                     out[c] += where[c].unsqueeze(-1) * (ablated[:, :, src] - out[c])
             return act
 
-        hooks.append((f"blocks.{layer}.hook_mlp_out", replace))
+        hooks.append((block_hook(layer, "mlp_out"), replace))
     return hooks
 
 
@@ -97,20 +103,20 @@ def _can_start_midway(model: Any) -> bool:
             and getattr(tok, "padding_side", "right") != "left")
 
 
-def clean_run(model: Any, layout: Layout, part: Any, clean: torch.Tensor,
-              midway: bool) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def clean_run(model: Any, layout: Layout, part: Any, clean: torch.Tensor, midway: bool,
+              metric: Metric = task_metric) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """(summed clean metric of the batch, each layer's input residual when `midway`)."""
     resid: dict[int, torch.Tensor] = {}
-    keep = [(f"blocks.{layer}.hook_resid_pre",
+    keep = [(block_hook(layer, "resid_pre"),
              lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
             for layer in range(layout.n_layers)] if midway else []
     with model.hooks(fwd_hooks=keep):
-        base = part.metric(model(clean)).to(torch.float64).sum().cpu()
+        base = metric(part, model(clean)).to(torch.float64).sum().cpu()
     return base, resid
 
 
 def patched_metric(model: Any, part: Any, clean: torch.Tensor, resid: dict[int, torch.Tensor], layer: int,
-                   copies: int, hooks: list[tuple[str, Any]]) -> torch.Tensor:
+                   copies: int, hooks: list[tuple[str, Any]], metric: Metric = task_metric) -> torch.Tensor:
     """Summed metric ``[copies]`` of the batch repeated `copies` times under `hooks`, starting at
     `layer` from the cached clean residual when there is one (nothing before it changes)."""
     with model.hooks(fwd_hooks=hooks):
@@ -118,14 +124,14 @@ def patched_metric(model: Any, part: Any, clean: torch.Tensor, resid: dict[int, 
             logits = model(resid[layer].repeat(copies, 1, 1), start_at_layer=layer)
         else:
             logits = model(clean.repeat(copies, 1))
-    return metric_per_copy(part, logits, copies).sum(1).cpu()
+    return metric_per_copy(part, logits, copies, metric).sum(1).cpu()
 
 
 @torch.no_grad()
 def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
                         batch_size: int = 32, components_per_pass: int | None = None,
                         max_rows: int = DEFAULT_MAX_ROWS, share_prefix: bool = True,
-                        progress: Progress | None = None) -> dict[str, float]:
+                        progress: Progress | None = None, metric: Metric = task_metric) -> dict[str, float]:
     """Score every head and MLP by patching its whole output; returns id -> score.
 
     Components of one layer share a forward pass (`components_per_pass` copies of the batch, by
@@ -143,7 +149,7 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
         for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
             b = clean.shape[0]
             ablated = ablator.values(clean, corrupt)
-            base, resid = clean_run(model, layout, part, clean, midway)
+            base, resid = clean_run(model, layout, part, clean, midway, metric)
             rows = max_rows_for(model, layout, clean.shape[1], max_rows)
             per_pass = components_per_pass or copies_per_pass(b, len(comps), rows)
             for layer in range(layout.n_layers):
@@ -152,41 +158,9 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
                     idx = in_layer[start:start + per_pass]
                     chunk = [comps[i] for i in idx]
                     patched = patched_metric(model, part, clean, resid, layer, len(chunk),
-                                             _replace_hooks(model, layout, ablated, chunk, b))
+                                             _replace_hooks(model, layout, ablated, chunk, b), metric)
                     totals[idx] += base - patched
             done += b
             if progress:
                 progress("activation patching", done, n)
         return {layout.sources[src]: float(totals[i] / n) for i, src in enumerate(comps)}
-
-
-@torch.no_grad()
-def edge_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
-                  batch_size: int = 32, edges_per_pass: int | None = None,
-                  max_rows: int = DEFAULT_MAX_ROWS, progress: Progress | None = None) -> list[list[float]]:
-    """Exact score of every edge, each patched alone: dense ``[source][destination]`` lists."""
-    with prepared(model) as layout:
-        dev = device_of(model)
-        edges = list(layout.edges())
-        ablator = Ablator(model, layout, dataset, ablation, batch_size)
-        scores = torch.zeros(layout.n_sources, layout.n_destinations, dtype=torch.float64)
-        n = n_examples(dataset)
-        done = 0
-        for part, clean, corrupt in batches(dataset, batch_size, dev):
-            b = clean.shape[0]
-            ablated = ablator.values(clean, corrupt)
-            base = part.metric(model(clean)).to(torch.float64).sum().cpu()
-            rows = max_rows_for(model, layout, clean.shape[1], max_rows)
-            per_pass = edges_per_pass or copies_per_pass(b, len(edges), rows)
-            for chunk in chunked(edges, per_pass):
-                mask = torch.zeros(len(chunk), layout.n_sources, layout.n_destinations, device=dev)
-                for c, (s, d) in enumerate(chunk):
-                    mask[c, s, d] = 1.0
-                logits = patched_logits(model, layout, clean, ablated, mask)
-                patched = metric_per_copy(part, logits, len(chunk)).sum(1).cpu()
-                for c, (s, d) in enumerate(chunk):
-                    scores[s, d] += base - patched[c]
-            done += b
-            if progress:
-                progress("edge patching", done, n)
-        return (scores / n).tolist()

@@ -1,0 +1,77 @@
+"""Wall time of a sweep of 8 discoveries on the embedded model: one after another in one process,
+on the process pool, and on Ray, side by side with ratios. Figures, not a timed test:
+
+    python benchmarks/bench_sweep.py [--workers 2] [--n 32] [--pg postgresql://...] [--ray-address HOST:PORT]
+
+The grid is ioi and colored-objects x eap and eap-ig x seeds 0 and 1. The sequential baseline
+loads the model once and runs the 8 discoveries in turn (as `catalog discover` does for a grid);
+the pool and Ray run the same cells with `--workers` workers, each loading the model once. Ray
+needs a PostgreSQL catalog (`--pg`, or $CATALOG_TEST_POSTGRES_URL); without one its row is skipped.
+Target: the pool and Ray at most 0.65 of the sequential time with two workers on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from catalog import jobs
+from catalog.models import load_model
+from catalog.store import Catalog
+from catalog.sweeps import SweepSpec, sweep
+
+
+def sequential(spec: SweepSpec, db: str) -> float:
+    with Catalog.open(db) as cat:
+        t0 = time.perf_counter()
+        loaded = load_model(None)
+        for cell in spec.cells():
+            jobs.discover(cat, cell.task, model=loaded, method=cell.method, n=spec.n, seed=cell.seed, progress=False)
+        return time.perf_counter() - t0
+
+
+def swept(spec: SweepSpec, db: str, executor: str, workers: int, address: str | None) -> float:
+    with Catalog.open(db) as cat:
+        t0 = time.perf_counter()
+        result = sweep(cat, spec, executor=executor, workers=workers, address=address)
+        wall = time.perf_counter() - t0
+        done = result.sweep.counts()["done"]
+        if done != len(spec.cells()):
+            raise SystemExit(f"{executor}: only {done} of {len(spec.cells())} cells finished")
+        return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--pg", default=os.environ.get("CATALOG_TEST_POSTGRES_URL"))
+    ap.add_argument("--ray-address", default=os.environ.get("CATALOG_TEST_RAY_ADDRESS"))
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    spec = SweepSpec(tasks=("ioi", "colored-objects"), methods=("eap", "eap-ig"), seeds=(0, 1), n=args.n)
+    print(f"8 discoveries ({', '.join(spec.tasks)} x {', '.join(spec.methods)} x seeds 0, 1; n={args.n}), "
+          f"embedded model, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [("sequential, one process", sequential(spec, str(Path(tmp) / "seq.db")))]
+        rows.append((f"process pool, {args.workers} workers",
+                     swept(spec, str(Path(tmp) / "pool.db"), "pool", args.workers, None)))
+        if args.pg:
+            from catalog.store.testing import fresh_postgres_database
+
+            with fresh_postgres_database(args.pg) as url:
+                rows.append((f"Ray, {args.workers} workers" + (" (existing head)" if args.ray_address else " (local)"),
+                             swept(spec, url, "ray", args.workers, args.ray_address)))
+        else:
+            print("Ray: skipped (it writes to PostgreSQL: give --pg or set CATALOG_TEST_POSTGRES_URL)")
+    base = rows[0][1]
+    for name, wall in rows:
+        print(f"  {name:38s} {wall:7.1f} s   ratio {wall / base:.2f}")
+    print("target: pool and Ray at most 0.65 of sequential")
+
+
+if __name__ == "__main__":
+    main()

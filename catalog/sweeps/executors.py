@@ -1,0 +1,179 @@
+"""Where a sweep's cells run: one small interface, three executors.
+
+- ``pool``: a local process pool (the default), ``--workers N`` processes on this machine.
+- ``ray``: Ray tasks, on the cluster at ``--address`` or on a local one started for the sweep
+  (optional ``ray`` extra).
+- ``slurm``: Slurm jobs through submitit (optional ``slurm`` extra); where no Slurm is
+  installed, submitit's local executor runs the same jobs as local processes.
+
+`run(fn, jobs)` yields each job's result (or the exception that lost it) as jobs finish;
+`cancel()` stops what has not finished. Executors know nothing about discovery.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from catalog.errors import InvalidInputError, suggest
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs jobs somewhere and hands back their results as they finish."""
+
+    name: ClassVar[str]
+    remote: ClassVar[bool]  # workers may run on other machines: the catalog must be a server
+
+    def __init__(self, workers: int, address: str | None = None) -> None: ...
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]: ...
+
+    def cancel(self) -> None: ...
+
+
+def _missing(extra: str, package: str) -> InvalidInputError:
+    return InvalidInputError(f"--executor {extra} needs {package}: pip install 'circuit-catalog[{extra}]'.")
+
+
+class PoolExecutor:
+    """A local process pool; each worker process keeps the models it loaded for its next cells."""
+
+    name: ClassVar[str] = "pool"
+    remote: ClassVar[bool] = False
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        if address:
+            raise InvalidInputError("--address is for --executor ray; the pool runs on this machine.")
+        self.workers = workers
+        self._pool: Any = None
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: the parent holds database connections that a child must not share
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            futures = [self._pool.submit(fn, job) for job in jobs]
+            for future in as_completed(futures):
+                try:
+                    yield future.result()
+                except Exception as e:  # a worker died (BrokenProcessPool) or the job could not run
+                    yield e
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self) -> None:
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(self._pool, "_processes", {}).values()):  # stop cells under way
+            proc.terminate()
+
+
+class RayExecutor:
+    """Ray tasks (one CPU each); a local Ray cluster is started when no address is given."""
+
+    name: ClassVar[str] = "ray"
+    remote: ClassVar[bool] = True
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        self.workers, self.address = workers, address
+        self._refs: list[Any] = []
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline, and nothing reported
+        try:
+            import ray
+        except ImportError:
+            raise _missing("ray", "Ray") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+            self._refs = [remote.remote(job) for job in jobs]
+            pending = list(self._refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    yield ray.get(done[0])
+                except Exception as e:  # the task's worker died, or the task was cancelled
+                    yield e
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def cancel(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            return
+        for ref in self._refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # already finished
+                pass
+
+
+class SlurmExecutor:
+    """Slurm jobs through submitit (its local executor where Slurm is not installed)."""
+
+    name: ClassVar[str] = "slurm"
+    remote: ClassVar[bool] = True
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        if address:
+            raise InvalidInputError("--address is for --executor ray; Slurm is reached through its own commands.")
+        self.workers = workers
+        self._jobs: list[Any] = []
+
+    def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]:
+        try:
+            import submitit
+        except ImportError:
+            raise _missing("slurm", "submitit") from None
+        folder = Path(os.environ.get("CATALOG_SLURM_FOLDER", "catalog-slurm")) / "%j"
+        executor = submitit.AutoExecutor(folder=str(folder))
+        executor.update_parameters(timeout_min=int(os.environ.get("CATALOG_SLURM_TIMEOUT_MIN", "240")),
+                                   cpus_per_task=1, slurm_array_parallelism=self.workers)
+        with executor.batch():
+            self._jobs = [executor.submit(fn, job) for job in jobs]
+        pending = list(self._jobs)
+        while pending:
+            for job in [j for j in pending if j.done()]:
+                pending.remove(job)
+                try:
+                    yield job.result()
+                except Exception as e:  # the job failed or was cancelled
+                    yield e
+            if pending:
+                import time
+
+                time.sleep(0.5)
+
+    def cancel(self) -> None:
+        for job in self._jobs:
+            try:
+                job.cancel(check=False)
+            except Exception:  # already finished
+                pass
+
+
+EXECUTORS: dict[str, type[Executor]] = {e.name: e for e in (PoolExecutor, RayExecutor, SlurmExecutor)}  # type: ignore[misc]
+
+
+def get_executor(name: str) -> type[Executor]:
+    """The executor registered as `name`, or an error naming the known ones."""
+    try:
+        return EXECUTORS[name]
+    except KeyError:
+        raise suggest(name, list(EXECUTORS), "executor") from None
