@@ -73,10 +73,10 @@ POSITION_RUNNERS: dict[str, str] = {
 def check_positions(method: str) -> None:
     """Raise a one-line error when `method` cannot score (component, role) nodes."""
     if method not in POSITION_RUNNERS:
+        why = (" Per role, exact edge patching is activation patching (patching every edge out of a "
+               "node is patching the node)." if method == "edge-patching" else "")
         raise InvalidInputError(
-            f"Method {method} cannot score positions. With --positions use "
-            f"{', '.join(POSITION_RUNNERS)} (per role, exact edge patching would equal activation "
-            "patching: patching every edge out of a node is patching the node)."
+            f"Method {method} cannot score positions. With --positions use {', '.join(POSITION_RUNNERS)}.{why}"
         )
 
 
