@@ -37,6 +37,10 @@ from catalog.provenance import (
 )
 
 if TYPE_CHECKING:
+    from catalog.analysis.interventions import intervene
+    from catalog.analysis.knockout import knockout
+    from catalog.analysis.repair import repair
+    from catalog.analysis.roles import measure_roles
     from catalog.draw import draw
     from catalog.formats import import_file, read_circuits, write_circuit
     from catalog.jobs import discover
@@ -63,14 +67,18 @@ _LAZY: dict[str, str] = {
     "CircuitDetail": "catalog.views",
     "draw": "catalog.draw",
     "layout": "catalog.layered",
+    "measure_roles": "catalog.analysis.roles",
+    "intervene": "catalog.analysis.interventions",
+    "knockout": "catalog.analysis.knockout",
+    "repair": "catalog.analysis.repair",
 }
 
 __all__ = [
     "Ablation", "Annotation", "AnnotationKind", "Catalog", "CatalogError", "Circuit", "CircuitDetail",
     "CircuitGraph", "Edge", "ModelShape", "Node", "Provenance", "Selection", "SelectionRule",
-    "Source", "compare", "discover", "draw", "layout", "find", "import_file", "load_model", "load_published",
-    "open_catalog", "parse_component", "published_circuits", "read_circuits", "reuse",
-    "write_circuit",
+    "Source", "compare", "discover", "draw", "layout", "find", "import_file", "intervene", "knockout",
+    "load_model", "load_published", "measure_roles", "open_catalog", "parse_component",
+    "published_circuits", "read_circuits", "repair", "reuse", "write_circuit",
 ]
 
 

@@ -328,7 +328,7 @@ class CircuitGraph:
         if k < 0:
             raise InvalidInputError(f"top-k needs k >= 0, got {k}.")
         scored = [e for e in self.edges if e.score is not None]
-        scored.sort(key=lambda e: (-(abs(e.score) if absolute else e.score), e.key))  # type: ignore[arg-type]
+        scored.sort(key=lambda e: (-(abs(e.score or 0.0) if absolute else (e.score or 0.0)), e.key))
         return self.with_selection(e.key for e in scored[:k])
 
     def threshold(self, t: float, absolute: bool = True) -> CircuitGraph:

@@ -12,12 +12,15 @@ from catalog.graph import ModelShape
 KNOWN_SHAPES: dict[str, ModelShape] = {
     s.name: s
     for s in (
+        # the embedded default model (catalog/data/default_model), as `catalog model info` shows it
+        ModelShape("catalog-default", n_layers=4, n_heads=4, d_model=128),
         ModelShape("gpt2-small", n_layers=12, n_heads=12, d_model=768),
         ModelShape("gpt2-medium", n_layers=24, n_heads=16, d_model=1024),
         ModelShape("gpt2-large", n_layers=36, n_heads=20, d_model=1280),
         ModelShape("gpt2-xl", n_layers=48, n_heads=25, d_model=1600),
         ModelShape("pythia-70m", n_layers=6, n_heads=8, d_model=512, parallel_attn_mlp=True),
         ModelShape("pythia-160m", n_layers=12, n_heads=12, d_model=768, parallel_attn_mlp=True),
+        ModelShape("pythia-410m", n_layers=24, n_heads=16, d_model=1024, parallel_attn_mlp=True),
         ModelShape("attn-only-4l", n_layers=4, n_heads=8, d_model=512),
         ModelShape("interpbench-ioi", n_layers=6, n_heads=4, d_model=64),
         ModelShape("gemma-2-2b", n_layers=26, n_heads=8, d_model=2304),
@@ -33,6 +36,9 @@ ALIASES: dict[str, str] = {
     "openai-community/gpt2-medium": "gpt2-medium",
     "eleutherai/pythia-70m": "pythia-70m",
     "eleutherai/pythia-70m-deduped": "pythia-70m",
+    "eleutherai/pythia-160m": "pythia-160m",
+    "eleutherai/pythia-410m": "pythia-410m",
+    "default": "catalog-default",
     "interpbench": "interpbench-ioi",
     "google/gemma-2-2b": "gemma-2-2b",
     "gemma-2-2b": "gemma-2-2b",

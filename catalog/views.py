@@ -7,11 +7,13 @@ imports torch or SQLAlchemy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
 from catalog.provenance import Circuit, Provenance
 
@@ -99,16 +101,19 @@ class CircuitDetail(_View):
     nodes: tuple[NodeView, ...]
     edges: tuple[EdgeView, ...]
     attention: AttentionPatterns | None = None  # only when asked for (`show --attention`)
+    head_roles: RoleReport | None = None  # the newest measured head roles (`catalog roles`)
+    interventions: tuple[InterventionResult, ...] = ()
 
     @classmethod
-    def of(cls, c: Circuit, attention: AttentionPatterns | None = None) -> CircuitDetail:
+    def of(cls, c: Circuit, attention: AttentionPatterns | None = None, head_roles: RoleReport | None = None,
+           interventions: Sequence[InterventionResult] = ()) -> CircuitDetail:
         roles, labels = c.graph.roles(), c.graph.labels()
         return cls(id=c.id, name=c.name, model=c.model, task=c.task, tags=tuple(c.tags),
                    run_id=c.run_id, provenance=c.provenance, metrics=dict(c.metrics),
                    summary=GraphSize.of(c.graph),
                    nodes=tuple(NodeView.of(n, roles, labels) for n in by_score(list(c.graph.circuit_nodes))),
                    edges=tuple(EdgeView.of(e) for e in by_score(list(c.graph.circuit_edges))),
-                   attention=attention)
+                   attention=attention, head_roles=head_roles, interventions=tuple(interventions))
 
 
 class DiscoveryResult(GraphSize):

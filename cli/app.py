@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import circuits, db, discover, draw, export, model, published, queries, serve, sweep
+from cli import analysis, circuits, db, discover, draw, export, model, published, queries, serve, sweep
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -48,6 +48,9 @@ app.command("import")(circuits.import_)
 app.command("list")(circuits.list_)
 app.command("show")(circuits.show)
 app.command("delete")(circuits.delete)
+app.command("roles")(analysis.roles)
+app.command("intervene")(analysis.intervene)
+app.command("repair")(analysis.repair)
 app.command("compare")(queries.compare)
 app.command("reuse")(queries.reuse)
 app.command("find")(queries.find)

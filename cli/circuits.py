@@ -99,20 +99,30 @@ def show(
                             "prompts kept with a discovered circuit.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Show one circuit: provenance, selection rule, metrics, and its nodes by kind with roles."""
+    """Show one circuit: provenance, selection rule, metrics, its nodes by kind with roles, the
+    measured head roles and the interventions stored with it."""
     from catalog.views import CircuitDetail
+    from cli.analysis import render_intervention, render_roles
 
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
     patterns = cat.attention(circuit.id) if attention and circuit.id is not None else None
+    roles = cat.roles(circuit.id) if circuit.id is not None else None
+    done = cat.interventions(circuit.id) if circuit.id is not None else []
     if json_:
-        print_json(CircuitDetail.of(circuit, patterns))
+        print_json(CircuitDetail.of(circuit, patterns, roles, done))
         return
     render_circuit(circuit)
     if edges > 0:
         _render_edges(circuit.graph, edges)
     if attention:
         _render_attention(patterns)
+    if roles is not None:
+        render_roles(roles)
+    else:
+        console.print("head roles: not measured (run `catalog roles REF`)")
+    for result in done:
+        render_intervention(result)
 
 
 def delete(

@@ -1,4 +1,5 @@
-"""`catalog export`: write a stored circuit as GraphML, the catalog's JSON, or EAP-IG JSON."""
+"""`catalog export`: write a stored circuit as GraphML, the catalog's JSON, EAP-IG JSON or a
+circuit-tracer graph."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def export(
         metavar="REF", help="Circuit id, task name (its newest circuit) or circuit name.")],
     format: Annotated[str, typer.Option(
         "--format", "-f", metavar="FORMAT",
-        help="graphml (Gephi, Cytoscape), json (the catalog's, round-trips exactly) or eap-ig "
-             "(EAP-IG's Graph.from_json).")],
+        help="graphml (Gephi, Cytoscape), json (the catalog's, round-trips exactly), eap-ig "
+             "(EAP-IG's Graph.from_json) or circuit-tracer (circuit-tracer's and Neuronpedia's "
+             "graph viewers).")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE",
         help="File to write (.gz compresses); default: standard output.")] = None,

@@ -10,6 +10,7 @@ import typer
 from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
 
 if TYPE_CHECKING:
+    from catalog.analysis.records import KnockoutMatrix
     from catalog.queries import Comparison, Component, Reuse
     from catalog.queries.compare import Overlaps
 
@@ -66,10 +67,30 @@ def reuse(
         "--stable", metavar="FRACTION", help="Keep only components found in at least this fraction "
                                              "of each task's seeds (discovered circuits; see "
                                              "`catalog stability`).")] = None,
+    knockout: Annotated[bool, typer.Option(
+        "--knockout", help="Test reuse causally: ablate each named task's circuit and measure every "
+                           "named task (a damage matrix; runs the model).")] = False,
+    tasks: Annotated[list[str] | None, typer.Argument(
+        metavar="TASK", help="With --knockout: the tasks (ioi colored-objects ...; options as in "
+                                  "colored-objects:n_objects=5).", show_default=False)] = None,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", metavar="K", help="With --knockout: ablate only each circuit's K highest-|score| heads.")] = None,
+    with_mlps: Annotated[bool, typer.Option(
+        "--with-mlps", help="With --knockout: ablate the circuit's MLPs too (default: heads only).")] = False,
+    n: Annotated[int, typer.Option("--n", metavar="N", help="With --knockout: examples per task.")] = 128,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="With --knockout: dataset seed.")] = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Component reuse across tasks: for each component, how many tasks' circuits contain it,
-    and the task x task overlap matrix (newest circuit per task)."""
+    and the task x task overlap matrix (newest circuit per task). With --knockout TASK...: the
+    task x task damage matrix of ablating each task's circuit."""
+    if tasks and not knockout:
+        from catalog.errors import InvalidInputError
+
+        raise InvalidInputError(f"Tasks ({', '.join(tasks)}) are only taken with --knockout; add it, or drop them.")
+    if knockout:
+        _knockout(ctx, tasks or [], model, top_k, with_mlps, n, seed, json_)
+        return
     from catalog.queries import reuse as run
     from catalog.queries import reuse_heatmap
 
@@ -82,6 +103,20 @@ def reuse(
     render_reuse(result, limit)
     if written is not None:
         console.print(f"heatmap written to {written}")
+
+
+def _knockout(ctx: typer.Context, tasks: list[str], model: str | None, top_k: int | None,
+              with_mlps: bool, n: int, seed: int, json_: bool) -> None:
+    from catalog.analysis.knockout import knockout as run
+    from catalog.errors import InvalidInputError
+
+    if not tasks:
+        raise InvalidInputError("--knockout needs the tasks to test, e.g. catalog reuse --knockout ioi colored-objects.")
+    result = run(open_catalog(ctx), tasks, model=model, top_k=top_k, with_mlps=with_mlps, n=n, seed=seed)
+    if json_:
+        print_json(result)
+        return
+    render_knockout(result)
 
 
 def find(
@@ -190,3 +225,23 @@ def render_reuse(r: Reuse, limit: int) -> None:
     console.print(out)
     if len(shown) < len(ranked):
         console.print(f"... and {len(ranked) - len(shown)} more (--limit 0 lists all)")
+
+
+def render_knockout(r: KnockoutMatrix) -> None:
+    """The damage matrix: rows ablated, columns measured; relative metric drop and accuracy."""
+    console.print(f"knockout on {r.model} ({r.ablation} ablation, {r.n} examples per task, seed {r.seed}): "
+                  "rows = circuit ablated, columns = task measured")
+    for t in r.tasks:
+        c = r.cell(t, t)
+        console.print(f"  {t}: circuit {r.circuits.get(t)}, ablating {', '.join(c.components)}")
+    console.print("relative metric drop (1.0 = all of it; negative = the metric rose):")
+    out = table("ablated \\ measured", *r.tasks)
+    for a in r.tasks:
+        out.add_row(a, *[f"{r.cell(a, b).metric_drop:.2f}" for b in r.tasks])
+    console.print(out)
+    console.print("accuracy before -> after:")
+    out = table("ablated \\ measured", *r.tasks)
+    for a in r.tasks:
+        out.add_row(a, *[f"{100 * r.cell(a, b).before.accuracy:.0f}% -> {100 * r.cell(a, b).after.accuracy:.0f}%"
+                         for b in r.tasks])
+    console.print(out)

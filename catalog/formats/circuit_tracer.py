@@ -27,12 +27,14 @@ with their prompt token), ``qParams.supernodes`` group annotations.
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+import re
+from typing import IO, Any
 
-from catalog.errors import FormatError
+from catalog.errors import FormatError, InvalidInputError
 from catalog.formats.common import import_provenance, require_keys, shape_for_name
-from catalog.formats.files import RawFile, need_task
+from catalog.formats.files import KNOWN_TASK_SLUGS, RawFile, infer_task
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, Node
 from catalog.naming import ComponentId, NodeKind, format_node
 from catalog.provenance import Circuit, Selection, SelectionRule
@@ -151,7 +153,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
     if not model and (scan is None or known_shape(scan) is None) and isinstance(info.get("transcoder_set"), str):
         scan = info["transcoder_set"] if known_shape(info["transcoder_set"]) else scan
     shape = shape_for_name(raw, scan, model, "metadata.scan")
-    task = task or need_task(raw, (slug, raw.stem))
+    task = task or task_of(raw, meta)
     dictionary, tset = _dictionary(meta)
     tokens: list[Any] = meta["prompt_tokens"] if isinstance(meta.get("prompt_tokens"), list) else []
 
@@ -197,6 +199,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
     indices = _checked(raw, _feature_indices(raw, feats))
 
     ids: dict[str, str] = {}
+    values: dict[str, dict[str, Any]] = {}  # catalog id -> the file's own id and values, for export
     nodes: list[Node] = []
     annotations: list[Annotation] = []
     for nid, kind, layer, pos, nd in parsed:
@@ -223,6 +226,8 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
             )
         ids[nid] = cid
         nodes.append(Node.of(cid, token=token))
+        kept = {k: nd[k] for k in _NODE_VALUES if k in nd and _plain(nd[k])}
+        values[cid] = {"node_id": nid, **kept}
         clerp = nd.get("clerp")
         if isinstance(clerp, str) and clerp.strip():
             annotations.append(Annotation(AnnotationKind.LABEL, clerp.strip(), node=cid))
@@ -277,8 +282,130 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
             cantor_unpair(z)[0] == layer for _, layer, z in feats) else ("decimal" if feats else None),
     }
     params = {k: v for k, v in params.items() if v not in (None, "", [])}
+    pinned = [ids[p] for p in qparams.get("pinnedIds") or [] if isinstance(p, str) and p in ids]
+    params["attribution"] = {"nodes": values, "pinned": pinned,
+                             "metadata": {k: v for k, v in meta.items() if _plain(v)},
+                             "qparams": {k: v for k, v in qparams.items()
+                                         if k not in ("pinnedIds", "supernodes") and _plain(v)}}
     notes = (f"{dropped} supernode member(s) named nodes not in the graph and were left out."
              if dropped else None)
     prov = import_provenance(raw, FORMAT, selection, method="attribution-graph",
                              method_params=params, notes=notes)
     return [Circuit(graph=graph, task=task, provenance=prov, name=name or slug or raw.stem)]
+
+
+# Node fields kept for export (node_id, feature, clerp and the values viewers show).
+_NODE_VALUES = ("feature", "layer", "ctx_idx", "feature_type", "clerp", "influence", "activation", "token_prob", "is_target_logit",
+                "run_idx", "reverse_ctx_idx", "jsNodeId")
+
+
+def _plain(value: Any) -> bool:
+    """JSON scalars, lists and objects of them (what the store and the writer can keep)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def task_of(raw: RawFile, meta: dict[str, Any]) -> str:
+    """The task of an attribution graph from its own metadata: a known task named in its slug,
+    prompt, description or file name, else its slug (a graph's name on Neuronpedia)."""
+    info = _obj(meta, "info")
+    texts = [meta.get(k) for k in ("slug", "prompt")] + [info.get("description"), raw.stem]
+    found = infer_task(t for t in texts if isinstance(t, str))
+    if found:
+        return found
+    slug = meta.get("slug")
+    cleaned = re.sub(r"[^a-z0-9]+", "-", slug.lower()).strip("-") if isinstance(slug, str) else ""
+    if cleaned:
+        return cleaned
+    raise InvalidInputError(
+        f"Cannot tell which task {raw.display_name} is for: its metadata has no slug, and no known "
+        f"task ({', '.join(KNOWN_TASK_SLUGS)}) is named in its prompt, description or file name. "
+        "pass --task NAME (e.g. --task factual-recall)."
+    )
+
+
+def cantor_pair(a: int, b: int) -> int:
+    """The Cantor pairing circuit-tracer writes as a feature's ``feature``.
+
+    >>> cantor_pair(18, 5495)
+    15204836
+    """
+    return (a + b) * (a + b + 1) // 2 + b
+
+
+_EXPORT_TYPES = {NodeKind.FEATURE: "cross layer transcoder", NodeKind.ERROR: "mlp reconstruction error",
+                 NodeKind.INPUT: "embedding", NodeKind.LOGITS: "logit"}
+
+
+def _default_entry(n: Node, n_layers: int) -> dict[str, Any]:
+    """A node as circuit-tracer would have written it (ids per its `graph_models.py` scheme)."""
+    pos = n.position or 0
+    lorsa = n.dictionary == "lorsa"
+    if n.kind is NodeKind.FEATURE:
+        idx = n.feature or 0
+        return {"node_id": f"{n.layer}_{idx}_{pos}", "feature": cantor_pair(n.layer or 0, idx),
+                "layer": str(n.layer), "feature_type": "lorsa" if lorsa else _EXPORT_TYPES[n.kind],
+                "jsNodeId": f"{n.layer}_{idx}-0"}
+    if n.kind is NodeKind.ERROR:
+        return {"node_id": f"0_{n.layer}_{pos}", "feature": -1, "layer": str(n.layer),
+                "feature_type": "lorsa error" if lorsa else _EXPORT_TYPES[n.kind],
+                "jsNodeId": f"{n.layer}_{pos}-0"}
+    if n.kind is NodeKind.INPUT:
+        tok = n.token if n.token is not None else 0
+        return {"node_id": f"E_{tok}_{pos}", "feature": pos, "layer": "E",
+                "feature_type": "embedding", "jsNodeId": f"E_{tok}-{pos}"}
+    tok = n.token if n.token is not None else 0
+    return {"node_id": f"{n_layers + 1}_{tok}_{pos}", "feature": tok, "layer": str(n_layers + 1),
+            "feature_type": "logit", "jsNodeId": f"L_{tok}-{pos}"}
+
+
+def to_document(circuit: Circuit) -> dict[str, Any]:
+    """The circuit as circuit-tracer / Neuronpedia graph JSON: its nodes and edges, with the node
+    ids, values, pinned ids, supernodes and metadata of the file it came from when it was one."""
+    g = circuit.graph
+    for n in g.circuit_nodes:
+        if n.kind not in _EXPORT_TYPES or n.position is None:
+            raise FormatError(
+                f"Circuit {circuit.name or circuit.id or ''} has node {n.id}, which an attribution "
+                "graph cannot hold (it holds features, error nodes, embeddings and logits, each at "
+                "a position). Export it with --format graphml or --format json instead.")
+    kept = circuit.provenance.method_params.get("attribution") or {}
+    values: dict[str, dict[str, Any]] = kept.get("nodes") or {}
+    labels = g.labels()
+    nodes, file_id = [], {}
+    for n in g.circuit_nodes:
+        entry = _default_entry(n, g.shape.n_layers) | {"ctx_idx": n.position}
+        if n.id in values:
+            entry |= values[n.id]
+        if "clerp" not in entry:
+            entry["clerp"] = "" if n.kind is NodeKind.INPUT else labels.get(n.id, "")
+        file_id[n.id] = entry["node_id"]
+        nodes.append(entry)
+    links = [{"source": file_id[e.src], "target": file_id[e.dst],
+              "weight": e.score if e.score is not None else 0.0} for e in g.circuit_edges]
+    supernodes = [[a.value, *(file_id[m] for m in a.members if m in file_id)]
+                  for a in g.annotations if a.kind is AnnotationKind.GROUP]
+    params = circuit.provenance.method_params
+    meta = dict(kept.get("metadata") or {})
+    meta.setdefault("slug", circuit.name or circuit.task)
+    meta.setdefault("scan", params.get("transcoder_set") or g.shape.name)
+    meta.setdefault("prompt_tokens", params.get("prompt_tokens", []))
+    meta.setdefault("prompt", params.get("prompt", ""))
+    meta.setdefault("schema_version", 1)
+    qparams = {"linkType": "both", "clickedId": "", "sg_pos": ""} | dict(kept.get("qparams") or {})
+    qparams = {"pinnedIds": [file_id[p] for p in kept.get("pinned", []) if p in file_id],
+               "supernodes": [s for s in supernodes if len(s) > 1]} | \
+              {k: v for k, v in qparams.items() if k not in ("pinnedIds", "supernodes")}
+    return {"metadata": meta, "qParams": qparams, "nodes": nodes, "links": links}
+
+
+def write(circuit: Circuit, fh: IO[str]) -> None:
+    """Write the circuit as a graph file circuit-tracer's and Neuronpedia's viewers load."""
+    json.dump(to_document(circuit), fh, indent=1, allow_nan=False)

@@ -46,7 +46,7 @@ FORMATS: dict[str, FormatSpec] = {
         FormatSpec("eap-ig", "EAP-IG Graph JSON, current and legacy schema (also MIB submissions)",
                    (".json",), eap_ig.read, eap_ig.write),
         FormatSpec("circuit-tracer", "circuit-tracer / Neuronpedia attribution-graph JSON",
-                   (".json",), circuit_tracer.read),
+                   (".json",), circuit_tracer.read, circuit_tracer.write),
         FormatSpec("graphml", "GraphML written by circuit-catalog (Gephi, Cytoscape, networkx)",
                    (".graphml", ".xml"), graphml.read, graphml.write, binary_writer=True, writes_selection=True,
                    is_json=False),

@@ -119,7 +119,7 @@ def find(s: Session, component: str, names: set[str] | None) -> list[FindHit]:
                      AnnotationRow.kind.in_([AnnotationKind.ROLE.value, AnnotationKind.LABEL.value]))
               .order_by(AnnotationRow.value))
         for cid, node_id, kind, value in s.connection().execute(aq):
-            notes.setdefault((cid, node_id, kind), []).append(value)
+            notes.setdefault((cid, node_id or "", kind), []).append(value)
     return [
         FindHit(circuit_id=cid, circuit_name=name, model=model, task=task, method=method, node_id=node_id,
                 score=score, role="; ".join(notes[(cid, node_id, "role")]) if (cid, node_id, "role") in notes else None,

@@ -2,8 +2,9 @@
 discovery runs, and answer aggregate questions in SQL.
 
 Every write is one transaction through `Connector.session_scope`, so a failed or interrupted
-add leaves nothing behind. Nodes and edges are written with Core ``insert()`` executemany
-batches (one statement per table), not one ORM object per edge.
+add leaves nothing behind. Adding circuits (one writer, deduplicated by content) lives in
+`catalog.store.writes`; the run bookkeeping helpers (owner, heartbeat, staleness) in
+`catalog.store.runs`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, Table, delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from typing_extensions import Unpack
+
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
 from catalog.errors import (
     AmbiguousReferenceError,
@@ -32,32 +35,21 @@ from catalog.graph import ModelShape
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Provenance
 from catalog.shapes import canonical_model_name
-from catalog.store import aggregates, engine, runs
-
-if TYPE_CHECKING:
-    from catalog.store.sweeps import SweepStore
+from catalog.store import aggregates, analyses, engine, runs
 from catalog.store.convert import (
-    ANNOTATION_COLUMNS,
-    EDGE_COLUMNS,
-    NODE_COLUMNS,
-    TAG_COLUMNS,
-    annotation_rows,
-    check_lengths,
-    check_metrics,
     check_provenance_lengths,
     check_provenance_text,
-    check_text,
-    edge_rows,
     graph_from,
-    node_rows,
     provenance_columns,
     provenance_from,
     shape_from,
     utc,
 )
-from catalog.store.identity import content_hash
+from catalog.store.writes import Writer, as_id, now
+
+if TYPE_CHECKING:
+    from catalog.store.sweeps import SweepStore
 from catalog.store.records import (
-    Added,
     CircuitSummary,
     ComponentCount,
     FindHit,
@@ -79,20 +71,12 @@ from catalog.store.schema import (
     TaskRow,
 )
 
-_MAX_ID = 2**63 - 1  # the widest integer SQLite and PostgreSQL (bigint) store
-_BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def model_names(model: str) -> set[str]:
     """The stored names a model filter matches: as given and as the canonical name."""
     return {model.strip(), canonical_model_name(model)}
 
 
-class Catalog:
+class Catalog(Writer):
     """A circuit catalog in one database (SQLite file or PostgreSQL). Open with `Catalog.open`."""
 
     def __init__(self, connector: engine.Connector) -> None:
@@ -116,11 +100,6 @@ class Catalog:
             if check_schema:  # behind head: only `catalog db upgrade` may open it
                 raise
         return cls(connector)
-
-    @property
-    def url(self) -> str:
-        """The database URL with any password masked."""
-        return self._db.url
 
     @property
     def read_only(self) -> bool:
@@ -175,171 +154,10 @@ class Catalog:
 
     # --- circuits -----------------------------------------------------------------------------
 
-    def add(self, circuit: Circuit) -> int:
-        """Store `circuit` in one transaction and return its new id (`circuit.id` is ignored).
-
-        Always adds a new record, even for content already stored; `add_many` deduplicates."""
-        return self.add_many([circuit], allow_duplicate=True)[0].id
-
-    def add_many(self, circuits: Iterable[Circuit], *, allow_duplicate: bool = False) -> list[Added]:
-        """Store `circuits` in ONE transaction, all or none (an error, Ctrl-C or a signal turned
-        into an exception by `catalog.signals` rolls every one back); one `Added` each, in order.
-
-        Each circuit is identified by its content hash (`catalog.store.identity`): one already in
-        the catalog, or earlier in `circuits`, is not stored again and its `Added` names the
-        existing id (``duplicate=True``). Concurrent writers of the same content store it once.
-        `allow_duplicate` stores every circuit as a new record (a deliberate duplicate)."""
-        items = list(circuits)
-        for c in items:
-            if not isinstance(c, Circuit):
-                raise InvalidInputError(f"Catalog.add takes a catalog.provenance.Circuit, not {type(c).__name__}.")
-        hashes = [None if allow_duplicate else content_hash(c) for c in items]
-        out: list[Added] = []
-        with self._db.session_scope(write=True) as s:
-            self._lock_hashes(s, [h for h in hashes if h])
-            seen: dict[str, int] = {}
-            for c, h in zip(items, hashes):
-                existing = seen.get(h) if h else None
-                if h and existing is None:
-                    existing = self._stored_as(s, c, h)
-                if existing is not None:
-                    out.append(Added(id=existing, duplicate=True))
-                    continue
-                if c.run_id is not None:
-                    self._running(s, c.run_id)
-                cid = self._insert(s, c, c.run_id, h)
-                if h:
-                    seen[h] = cid
-                out.append(Added(id=cid, duplicate=False))
-        return out
-
-    def _stored_as(self, s: Session, circuit: Circuit, h: str) -> int | None:
-        """The id of a stored circuit with content hash `h`, or None. A circuit stored without a
-        hash (before revision 0003, or as a deliberate duplicate) from the same source file is
-        compared by content and, if equal, given the hash now, so it is found next time."""
-        found = s.scalar(select(CircuitRow.id).where(CircuitRow.content_hash == h))
-        sha = circuit.provenance.source_sha256
-        if found is not None or sha is None:
-            return found
-        legacy = s.scalars(select(CircuitRow.id).where(
-            CircuitRow.content_hash.is_(None), CircuitRow.source_sha256 == sha,
-            CircuitRow.source == circuit.provenance.source.value).order_by(CircuitRow.id)).all()
-        for cid in legacy:
-            old = self._load(s, cid)
-            if old is not None and content_hash(old) == h:
-                s.execute(update(CircuitRow).where(CircuitRow.id == cid).values(content_hash=h))
-                return cid
-        return None
-
-    def _lock_hashes(self, s: Session, hashes: list[str]) -> None:
-        """On PostgreSQL, take a transaction lock per content hash (in sorted order, so two
-        writers cannot deadlock): a second writer of the same content waits for the first to
-        commit, then finds its circuit. SQLite writers are already serialised (BEGIN IMMEDIATE);
-        the UNIQUE constraint backs both."""
-        if not hashes or s.connection().dialect.name != "postgresql":
-            return
-        for h in sorted(set(hashes)):
-            key = int(h[:15], 16)  # 60 bits: fits PostgreSQL's signed bigint lock key
-            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-    def _insert(self, s: Session, circuit: Circuit, run_id: int | None, hash_: str | None = None) -> int:
-        if not circuit.task or not circuit.task.strip():
-            raise InvalidInputError("A circuit needs a task name (e.g. ioi); pass --task when importing.")
-        graph = circuit.graph
-        size = graph.summary()
-        tags = tuple(circuit.tags)
-        if any(not isinstance(t, str) or not t.strip() for t in tags):
-            raise InvalidInputError(f"Tags must be non-empty strings, got {list(tags)!r}.")
-        check_text(circuit)
-        check_lengths(circuit)
-        values = {
-            "name": circuit.name,
-            "model_id": self._model_id(s, graph.shape),
-            "task_id": self._task_id(s, circuit.task.strip()),
-            "run_id": run_id,
-            "metrics": check_metrics(circuit.metrics),
-            "added_at": _now(),
-            "n_nodes": size["nodes"], "n_edges": size["edges"], "n_heads": size["heads"],
-            "n_mlps": size["mlps"], "n_features": size["features"], "n_scored_edges": size["scored_edges"],
-            **provenance_columns(circuit.provenance),
-        }
-        if hash_ is not None:  # only then: a catalog at an older revision lacks the column
-            values["content_hash"] = hash_
-        circuits = CircuitRow.__table__
-        cid = int(s.execute(insert(circuits).values(**values).returning(circuits.c.id)).scalar_one())
-        self._bulk_insert(s, NodeRow.__table__, NODE_COLUMNS, node_rows(cid, graph))
-        self._bulk_insert(s, EdgeRow.__table__, EDGE_COLUMNS, edge_rows(cid, graph))
-        self._bulk_insert(s, AnnotationRow.__table__, ANNOTATION_COLUMNS, annotation_rows(cid, graph))
-        self._bulk_insert(s, TagRow.__table__, TAG_COLUMNS, [(cid, i, t) for i, t in enumerate(tags)])
-        return cid
-
-    def _bulk_insert(self, s: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        """Insert `rows` (tuples in `columns` order): COPY on PostgreSQL, else executemany.
-
-        The executemany statement is SQLAlchemy Core's ``insert(table)`` compiled once for the dialect; rows go
-        to the driver as plain tuples (or dicts for named paramstyles), which skips the per-row
-        parameter processing an ORM or Core ``execute(insert, [dicts])`` does: on SQLite that is
-        about twice as fast for the million-edge ingest. Values are already plain Python types
-        (str, int, float, bool, None; JSON as text)."""
-        if not rows:
-            return
-        conn = s.connection()
-        if conn.dialect.name == "postgresql":
-            # COPY is PostgreSQL's bulk path: an order of magnitude faster than batched INSERTs.
-            with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
-                with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            return
-        key = (conn.dialect.name, table.name)
-        sql = self._insert_sql.get(key)
-        if sql is None:
-            sql = str(insert(table).compile(dialect=conn.dialect, column_keys=list(columns)))
-            self._insert_sql[key] = sql
-        positional = conn.dialect.paramstyle in ("qmark", "numeric", "format")
-        for start in range(0, len(rows), _BATCH):
-            chunk = rows[start:start + _BATCH]
-            conn.exec_driver_sql(sql, chunk if positional else [dict(zip(columns, r)) for r in chunk])
-
-    def _model_id(self, s: Session, shape: ModelShape) -> int:
-        revision = shape.revision or ""
-        models = ModelRow.__table__
-        find = select(models).where(models.c.name == shape.name, models.c.revision == revision)
-        row = s.execute(find).one_or_none()
-        if row is None:
-            try:
-                with s.begin_nested():
-                    s.execute(insert(models).values(
-                        name=shape.name, revision=revision, n_layers=shape.n_layers, n_heads=shape.n_heads,
-                        d_model=shape.d_model, parallel_attn_mlp=shape.parallel_attn_mlp))
-            except IntegrityError:
-                pass  # another writer added it meanwhile (PostgreSQL); read theirs
-            row = s.execute(find).one()
-        stored = shape_from(row)
-        if stored != shape:
-            raise InvalidInputError(
-                f"Model '{shape.name}'{f' revision {revision}' if revision else ''} is already in the catalog "
-                f"with {_describe(stored)}, but this circuit's graph has {_describe(shape)}. Give this model "
-                "another name or revision, or fix the shape."
-            )
-        return row.id
-
-    def _task_id(self, s: Session, task: str) -> int:
-        find = select(TaskRow.id).where(TaskRow.name == task)
-        tid = s.scalar(find)
-        if tid is None:
-            try:
-                with s.begin_nested():
-                    s.execute(insert(TaskRow).values(name=task))
-            except IntegrityError:
-                pass
-            tid = s.scalar(find)
-        return int(tid)  # type: ignore[arg-type]
-
     def get(self, circuit_id: int) -> Circuit:
         """The stored circuit, exactly as added (with its id and run id set). Read in one
         snapshot: a circuit deleted meanwhile is whole or `NotFoundError`, never half."""
-        cid = _as_id(circuit_id)
+        cid = as_id(circuit_id)
         with self._db.session_scope() as s:
             circuit = self._load(s, cid)
         if circuit is None:
@@ -363,7 +181,7 @@ class Catalog:
     def attention(self, circuit_id: int) -> AttentionPatterns | None:
         """The attention patterns recorded with a discovered circuit (None when none were:
         imported and published circuits, or discovery on a model without heads)."""
-        cid = _as_id(circuit_id)
+        cid = as_id(circuit_id)
         with self._db.session_scope() as s:
             if s.get(CircuitRow, cid) is None:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -372,11 +190,13 @@ class Catalog:
 
     def delete(self, circuit_id: int) -> None:
         """Delete a circuit with its nodes, edges, annotations and tags (one transaction)."""
-        cid = _as_id(circuit_id)
+        cid = as_id(circuit_id)
         with self._db.session_scope(write=True) as s:
+            analyses.delete_all(s, cid)
             for table in (TagRow, AnnotationRow, EdgeRow, NodeRow, AttentionRow):  # explicit: no reliance on cascades
                 s.execute(delete(table).where(table.circuit_id == cid))
-            if s.execute(delete(CircuitRow).where(CircuitRow.id == cid)).rowcount == 0:
+            gone = s.execute(delete(CircuitRow).where(CircuitRow.id == cid))
+            if getattr(gone, "rowcount", 0) == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
 
     def list(self, model: str | None = None, task: str | None = None, method: str | None = None,
@@ -400,7 +220,7 @@ class Catalog:
 
     def summary(self, circuit_id: int) -> CircuitSummary:
         """The listing line of one circuit, without loading its graph."""
-        cid = _as_id(circuit_id)
+        cid = as_id(circuit_id)
         with self._db.session_scope() as s:
             row = s.execute(_summary_select().where(CircuitRow.id == cid)).one_or_none()
             if row is None:
@@ -427,7 +247,7 @@ class Catalog:
         """
         text = str(ref).strip()
         if text.lstrip("#").isdigit():
-            cid = _as_id(text)
+            cid = as_id(text)
             with self._db.session_scope() as s:
                 if s.get(CircuitRow, cid) is None:
                     raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
@@ -458,6 +278,37 @@ class Catalog:
                                 f"{str(err).split('. ', 1)[1]}")
         raise NotFoundError(f"No circuit for '{text}'{where}: the catalog {self.url} is empty. Import or discover one first.")
 
+    # --- analyses of a circuit ---------------------------------------------------------------
+
+    def add_roles(self, circuit_id: int, report: RoleReport) -> int:
+        """Store measured head roles with a circuit (one transaction); the analysis id."""
+        cid = self._existing(circuit_id)
+        with self._db.session_scope(write=True) as s:
+            return analyses.add_roles(s, cid, report)
+
+    def roles(self, circuit_id: int) -> RoleReport | None:
+        """The newest head roles measured for a circuit (None if never measured)."""
+        with self._db.session_scope() as s:
+            return analyses.latest_roles(s, as_id(circuit_id))
+
+    def add_intervention(self, circuit_id: int, result: InterventionResult) -> int:
+        """Store an intervention's outcome with a circuit; the analysis id."""
+        cid = self._existing(circuit_id)
+        with self._db.session_scope(write=True) as s:
+            return analyses.add_intervention(s, cid, result)
+
+    def interventions(self, circuit_id: int) -> list[InterventionResult]:
+        """The interventions stored with a circuit, oldest first."""
+        with self._db.session_scope() as s:
+            return analyses.interventions(s, as_id(circuit_id))
+
+    def _existing(self, circuit_id: int) -> int:
+        cid = as_id(circuit_id)
+        with self._db.session_scope() as s:
+            if s.get(CircuitRow, cid) is None:
+                raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
+        return cid
+
     # --- runs ---------------------------------------------------------------------------------
 
     def start_run(self, model: ModelShape, task: str, provenance: Provenance) -> int:
@@ -467,18 +318,18 @@ class Catalog:
         check_provenance_text(provenance)
         check_provenance_lengths(provenance)
         with self._db.session_scope(write=True) as s:
-            now = _now()
+            moment = now()
             values = {"model_id": self._model_id(s, model), "task_id": self._task_id(s, task.strip()),
-                      "status": RunStatus.RUNNING.value, "started_at": now, "host": runs.this_host(),
-                      "pid": os.getpid(), "heartbeat_at": now, **provenance_columns(provenance)}
+                      "status": RunStatus.RUNNING.value, "started_at": moment, "host": runs.this_host(),
+                      "pid": os.getpid(), "heartbeat_at": moment, **provenance_columns(provenance)}
             return int(s.execute(insert(RunRow).values(**values).returning(RunRow.id)).scalar_one())
 
     def heartbeat(self, run_id: int) -> None:
         """Say that a running run's process is alive (see `catalog.store.runs`)."""
         with self._db.session_scope(write=True) as s:
-            s.execute(update(RunRow).where(RunRow.id == _as_id(run_id, "run"),
+            s.execute(update(RunRow).where(RunRow.id == as_id(run_id, "run"),
                                            RunRow.status == RunStatus.RUNNING.value)
-                      .values(heartbeat_at=_now()))
+                      .values(heartbeat_at=now()))
 
     @contextmanager
     def tracked_run(self, model: ModelShape, task: str, provenance: Provenance,
@@ -499,8 +350,10 @@ class Catalog:
                 try:
                     self._end_run(run_id, RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED, reason)
                 except CatalogError as bookkeeping:  # the original error matters more; keep both
-                    e.add_note(f"The run could not be marked {'interrupted' if interrupted else 'failed'} "
-                               f"either: {bookkeeping}")
+                    note = getattr(e, "add_note", None)  # Python 3.11+; on 3.10 the original error alone
+                    if callable(note):
+                        note(f"The run could not be marked {'interrupted' if interrupted else 'failed'} "
+                             f"either: {bookkeeping}")
             raise
 
     def finish_run(self, run_id: int, circuit: Circuit, attention: AttentionPatterns | None = None) -> int:
@@ -512,7 +365,7 @@ class Catalog:
             if attention is not None:
                 s.add(AttentionRow(circuit_id=cid, data=attention.model_dump(mode="json")))
             s.execute(update(RunRow).where(RunRow.id == run_id)
-                      .values(status=RunStatus.DONE.value, finished_at=_now(), error=None))
+                      .values(status=RunStatus.DONE.value, finished_at=now(), error=None))
             return cid
 
     def fail_run(self, run_id: int, message: str) -> None:
@@ -527,7 +380,7 @@ class Catalog:
         with self._db.session_scope(write=True) as s:
             self._running(s, run_id)
             s.execute(update(RunRow).where(RunRow.id == run_id)
-                      .values(status=status.value, finished_at=_now(), error=str(message)))
+                      .values(status=status.value, finished_at=now(), error=str(message)))
 
     def cleanup_runs(self, stale_after: float = runs.STALE_AFTER_S) -> list[RunRecord]:
         """Mark every stale run (``running`` but its process is gone) ``failed``, saying why;
@@ -536,20 +389,12 @@ class Catalog:
         with self._db.session_scope(write=True) as s:
             for r in stale:
                 s.execute(update(RunRow).where(RunRow.id == r.id, RunRow.status == RunStatus.RUNNING.value)
-                          .values(status=RunStatus.FAILED.value, finished_at=_now(),
+                          .values(status=RunStatus.FAILED.value, finished_at=now(),
                                   error=f"stale: {r.stale_reason}; marked failed by `catalog runs --cleanup`"))
         return self.list_runs(_ids=[r.id for r in stale]) if stale else []
 
-    def _running(self, s: Session, run_id: int) -> RunRow:
-        row = s.get(RunRow, _as_id(run_id, "run"))
-        if row is None:
-            raise NotFoundError(f"No run #{run_id} in {self.url}. Run `catalog runs` to see the runs.")
-        if row.status != RunStatus.RUNNING.value:
-            raise InvalidInputError(f"Run #{run_id} is already {row.status}; start a new run instead.")
-        return row
-
     def get_run(self, run_id: int) -> RunRecord:
-        rid = _as_id(run_id, "run")
+        rid = as_id(run_id, "run")
         found = self.list_runs(_ids=[rid])
         if not found:
             raise NotFoundError(f"No run #{rid} in {self.url}. Run `catalog runs` to see the runs.")
@@ -579,9 +424,10 @@ class Catalog:
             if ids:
                 for cid, rid in s.execute(select(CircuitRow.id, CircuitRow.run_id)
                                           .where(CircuitRow.run_id.in_(ids)).order_by(CircuitRow.id)):
-                    made.setdefault(rid, []).append(cid)
-            now = _now()
-            out = [_run_record(r.RunRow, r.model, r.task, made.get(r.RunRow.id, ()), now, stale_after) for r in rows]
+                    if rid is not None:  # the query asks for run ids; never None here
+                        made.setdefault(rid, []).append(cid)
+            moment = now()
+            out = [_run_record(r.RunRow, r.model, r.task, made.get(r.RunRow.id, ()), moment, stale_after) for r in rows]
         # "running" still lists stale runs (that is what they are recorded as); "stale" only them.
         return [r for r in out if r.stale] if status == "stale" else out
 
@@ -609,25 +455,12 @@ class Catalog:
     def membership(self, model: str | None = None, kinds: Iterable[NodeKind | str] | None = None,
                    circuit_ids: Iterable[int] | None = None) -> Membership:
         """Member component ids per circuit (one query), for all-pairs overlap."""
-        ids = None if circuit_ids is None else [_as_id(c) for c in circuit_ids]
+        ids = None if circuit_ids is None else [as_id(c) for c in circuit_ids]
         with self._db.session_scope() as s:
             return aggregates.membership(s, model, _names(model), _kinds(kinds), ids)
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _as_id(value: Any, what: str = "circuit") -> int:
-    try:
-        out = int(str(value).lstrip("#")) if not isinstance(value, bool) else None
-    except ValueError:
-        out = None
-    if out is None or out < 1:
-        raise InvalidInputError(f"'{value}' is not a {what} id; ids are positive integers (see `catalog list`).")
-    if out > _MAX_ID:  # beyond any database's integer: no such record (not a driver overflow)
-        where = "`catalog runs`" if what == "run" else "`catalog list`"
-        raise NotFoundError(f"No {what} #{value} in the catalog: ids are at most {_MAX_ID}. Run {where} to see the ids.")
-    return out
 
 
 def _names(model: str | None) -> set[str] | None:
@@ -648,13 +481,7 @@ def _kinds(kinds: Iterable[NodeKind | str] | None) -> list[str] | None:
     return out
 
 
-def _describe(shape: ModelShape) -> str:
-    extra = f", d_model {shape.d_model}" if shape.d_model else ""
-    par = ", parallel attention/MLP" if shape.parallel_attn_mlp else ""
-    return f"{shape.n_layers} layers x {shape.n_heads} heads{extra}{par}"
-
-
-def _summary_select() -> Select[Any]:
+def _summary_select() -> Select[Unpack[tuple[Any, ...]]]:
     return (select(CircuitRow.id, CircuitRow.name, ModelRow.name.label("model"), TaskRow.name.label("task"),
                    CircuitRow.method, CircuitRow.source, CircuitRow.n_nodes, CircuitRow.n_edges,
                    CircuitRow.n_heads, CircuitRow.n_mlps, CircuitRow.n_features, CircuitRow.n_scored_edges,
@@ -683,14 +510,14 @@ def _summary(r: Any, tags: tuple[str, ...]) -> CircuitSummary:
     )
 
 
-def _run_record(row: RunRow, model: str, task: str, circuits: Iterable[int], now: datetime,
+def _run_record(row: RunRow, model: str, task: str, circuits: Iterable[int], moment: datetime,
                 stale_after: float) -> RunRecord:
     started = utc(row.started_at)
     finished = utc(row.finished_at) if row.finished_at else None
     heartbeat = utc(row.heartbeat_at) if row.heartbeat_at else None
     reason = None
     if row.status == RunStatus.RUNNING.value:
-        reason = runs.stale_reason(row.host, row.pid, heartbeat, started, now, stale_after)
+        reason = runs.stale_reason(row.host, row.pid, heartbeat, started, moment, stale_after)
     return RunRecord(
         id=row.id, model=model, task=task, status=row.status, provenance=provenance_from(row),
         started_at=started, finished_at=finished,

@@ -189,4 +189,5 @@ def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
                 f"Metric '{key}' is {value}; the catalog stores finite numbers only. Store None when a "
                 "metric is undefined."
             )
-    return json_value(out, "metrics")
+    json_value(out, "metrics")
+    return out

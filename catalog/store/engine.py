@@ -301,7 +301,7 @@ def _as_sqlalchemy(exc: BaseException) -> BaseException:
     for name, cls in (("IntegrityError", IntegrityError), ("DataError", DataError),
                       ("OperationalError", OperationalError)):
         if any(base.__name__ == name for base in type(exc).__mro__):
-            return cls(None, None, exc)  # type: ignore[arg-type]
+            return cls(None, None, exc)
     return exc
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from catalog.analysis.records import AnalysisKind
 from catalog.graph import AnnotationKind
 from catalog.naming import QKV, NodeKind
 from catalog.provenance import Ablation, SelectionRule, Source
@@ -304,3 +305,35 @@ class SweepCellRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("sweep_id", "key"), _one_of("status", SweepStatus, "status"))
+
+
+class AnalysisRow(Base):
+    """A measurement made on a stored circuit (head roles, an intervention): its dataset,
+    parameters and result. Added by revision 0006."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circuit_id: Mapped[int] = mapped_column(ForeignKey("circuits.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    task: Mapped[str] = mapped_column(String(200))
+    dataset_hash: Mapped[str] = mapped_column(String(128))
+    dataset_size: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (_one_of("kind", AnalysisKind, "kind"),)
+
+
+class HeadRoleRow(Base):
+    """One head's measured role label and the numbers it was assigned from (revision 0006)."""
+
+    __tablename__ = "head_roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)

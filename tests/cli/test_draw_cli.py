@@ -26,3 +26,23 @@ def test_draw_refuses_an_unknown_file_type_in_one_line(cli, tmp_path):
     bad = cli("draw", "ioi-wang2022", "-o", folder / "x.jpg")
     assert bad.exit_code == 1 and bad.stderr.startswith("error: ") and ".svg" in bad.stderr
     assert not list(folder.iterdir())
+
+
+def test_an_attribution_graph_imports_without_task_and_exports_for_its_viewers(cli, tmp_path):
+    import json
+
+    from catalog.formats.examples import circuit_tracer_document
+
+    doc = circuit_tracer_document()
+    doc["qParams"]["pinnedIds"] = ["3_1200_1"]
+    (tmp_path / "graph.json").write_text(json.dumps(doc))
+    imported = cli("import", tmp_path / "graph.json", "--json")
+    assert imported.exit_code == 0, imported.stderr
+    (cid,) = json.loads(imported.stdout)["ids"]
+    out = tmp_path / "again.json"
+    result = cli("export", cid, "--format", "circuit-tracer", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    again = json.loads(out.read_text())
+    assert again["qParams"]["pinnedIds"] == ["3_1200_1"] and again["metadata"]["slug"] == "toy-capital"
+    assert {n["node_id"] for n in again["nodes"]} == {n["node_id"] for n in doc["nodes"]}
+    assert cli("draw", cid, "-o", tmp_path / "graph.svg").exit_code == 0

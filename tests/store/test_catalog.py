@@ -116,7 +116,7 @@ def test_delete_removes_every_row_of_the_circuit(catalog, hand_circuits):
 
 
 def test_a_failed_add_leaves_nothing(catalog, hand_circuits, monkeypatch):
-    import catalog.store.catalog as store
+    import catalog.store.writes as store
 
     def boom(*_a, **_k):
         raise RuntimeError("disk on fire")

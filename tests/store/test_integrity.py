@@ -187,7 +187,7 @@ def test_driver_errors_from_bulk_copy_are_translated(catalog, hand_circuits, mon
     # Skip the store's own length check, as a value it does not know about would: PostgreSQL's
     # COPY then refuses it, and that raw driver error must still come out as the catalog's own.
     monkeypatch.setattr(convert, "check_lengths", lambda circuit: None)
-    monkeypatch.setattr("catalog.store.catalog.check_lengths", lambda circuit: None)
+    monkeypatch.setattr("catalog.store.writes.check_lengths", lambda circuit: None)
     bad = replace(hand_circuits["ioi"], tags=("t" * 201,))
     if catalog.backend == "sqlite":
         catalog.add(bad)  # SQLite does not enforce VARCHAR lengths: nothing to translate

@@ -21,7 +21,7 @@ from catalog.store.engine import alembic_config, migrations_dir
 from catalog.store.schema import metadata
 
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _scripts() -> ScriptDirectory:
@@ -31,7 +31,7 @@ def _scripts() -> ScriptDirectory:
 def test_one_head_and_a_linear_history():
     script = _scripts()
     assert script.get_heads() == [HEAD]
-    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
+    assert [r.revision for r in script.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_revision_files_are_numbered_and_say_what_and_why():

@@ -254,9 +254,10 @@ def test_eap_ig_writer_refuses_feature_circuits(tmp_path):
     assert not (tmp_path / "out.json").exists() and not list(tmp_path.glob(".out.json*"))
 
 
-def test_writer_refuses_import_only_format(tmp_path):
-    with pytest.raises(InvalidInputError, match="imported but not exported"):
+def test_circuit_tracer_writer_refuses_head_level_circuits_and_writes_nothing(tmp_path):
+    with pytest.raises(FormatError, match="attribution graph cannot hold"):
         write_circuit(toy_circuit(), "circuit-tracer", tmp_path / "x.json")
+    assert not list(tmp_path.iterdir())
 
 
 # --- circuit-tracer ------------------------------------------------------------------------
@@ -311,11 +312,17 @@ def test_circuit_tracer_older_decimal_feature_codes(tmp_path):
         read_circuits(put(tmp_path, "g.json", doc), task="capitals")
 
 
-def test_circuit_tracer_needs_a_task_and_a_known_model(tmp_path):
+def test_circuit_tracer_takes_its_task_from_the_file_and_needs_a_known_model(tmp_path):
     doc = circuit_tracer_document()
-    with pytest.raises(InvalidInputError, match="pass --task"):
+    assert read_circuits(put(tmp_path, "graph.json", doc))[0].task == "toy-capital"  # the slug
+    assert read_circuits(put(tmp_path, "ioi-graph.json", doc))[0].task == "ioi"  # a known task wins
+    doc["metadata"]["prompt"] = "a greater-than prompt: The war lasted from 1732 to 17"
+    assert read_circuits(put(tmp_path, "graph.json", doc))[0].task == "greater-than"
+    doc["metadata"]["prompt"] = "<bos>Paris is"
+    del doc["metadata"]["slug"]
+    with pytest.raises(InvalidInputError, match="has no slug.*pass --task NAME"):
         read_circuits(put(tmp_path, "graph.json", doc))
-    assert read_circuits(put(tmp_path, "ioi-graph.json", doc))[0].task == "ioi"
+    doc["metadata"]["slug"] = "toy-capital"
     doc["metadata"]["scan"] = "someone/unknown-transcoders"
     with pytest.raises(InvalidInputError, match="pass --model"):
         read_circuits(put(tmp_path, "g.json", doc), task="t")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import InvalidInputError
+from catalog.errors import FormatError, InvalidInputError
 from catalog.formats import read_circuits, write_circuit
 from catalog.naming import NodeKind
 from catalog.provenance import SelectionRule, Source
@@ -106,6 +106,6 @@ def test_import_into_a_catalog_and_failure_leaves_it_unchanged(fixtures, tmp_pat
     assert len(before) == 2
     got = cat.get(ids[0])
     assert got.tags == ("mib",) and got.graph.summary()["scored_edges"] == 1_108
-    with pytest.raises(InvalidInputError, match="pass --task"):
-        import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json")  # no task
+    with pytest.raises(FormatError, match="out of range for gpt2-small"):
+        import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json", model="gpt2-small")
     assert [(r.id, r.n_edges) for r in cat.list()] == before
