@@ -19,8 +19,8 @@ combinations kept out of training.
 ``n_objects`` (default 3, as published) sets the items per question.
 
 Roles (see `catalog.tasks.roles`), all in the final question: ``QOBJ`` the object the question
-asks about, ``OBJ`` and ``COLOR`` that object and its colour in the list, ``CF_OBJ`` and
-``CF_COLOR`` the item the counterfactual asks about, ``OPT_OBJ`` / ``OPT_COLOR`` (``OPT2_OBJ``...)
+asks about, ``OBJ`` and ``COLOR`` that object and its colour in the list, ``ALT_OBJ`` and
+``ALT_COLOR`` the item the counterfactual asks about, ``OPT_OBJ`` / ``OPT_COLOR`` (``OPT2_OBJ``...)
 the other items, ``END`` the last token; the rest are slots (``QOBJ+1``, ``BOS+12``...).
 """
 
@@ -143,7 +143,7 @@ def item_marks(start: int, at: list[tuple[int, int]], q_at: int, qi: int,
         if i == qi:
             name = ""
         elif i == other:
-            name = "CF_"
+            name = "ALT_"
         else:
             n_opt += 1
             name = "OPT_" if n_opt == 1 else f"OPT{n_opt}_"

@@ -29,7 +29,7 @@ def _token_of(tok, ds, i: int, role: str) -> str:
 
 @pytest.mark.parametrize("slug, named", [
     ("ioi", ("IO", "S1", "S1+1", "S2", "END")),
-    ("colored-objects", ("QOBJ", "OBJ", "COLOR", "CF_OBJ", "CF_COLOR", "OPT_OBJ", "OPT_COLOR", "END")),
+    ("colored-objects", ("QOBJ", "OBJ", "COLOR", "ALT_OBJ", "ALT_COLOR", "OPT_OBJ", "OPT_COLOR", "END")),
     ("greater-than", ("YY", "END")),
     ("induction", ("A1", "B1", "A2")),
 ])
@@ -55,7 +55,7 @@ def test_named_roles_sit_on_their_tokens(tok):
     for i in range(8):
         assert _token_of(tok, co, i, "QOBJ") == _token_of(tok, co, i, "OBJ")
         assert _token_of(tok, co, i, "COLOR").title() == tok.decode([int(co.answers[i])]).strip()
-        assert _token_of(tok, co, i, "CF_COLOR").title() == tok.decode([int(co.wrong_answers[i])]).strip()
+        assert _token_of(tok, co, i, "ALT_COLOR").title() == tok.decode([int(co.wrong_answers[i])]).strip()
         first = int(co.first_difference()[i])
         assert co.role_names[int(co.role_ids[i, first])] == "QOBJ"  # the counterfactual changes QOBJ only
     gt = TASKS["greater-than"].build(tok, n=8, seed=1)
