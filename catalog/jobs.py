@@ -111,7 +111,7 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
                 own["positions"] = True
             circuits.append(_run_one(cat, loaded, task_name, ds, spec, own,
                                      ablation, selection, seed, batch_size, dtype, progress, name,
-                                     tuple(tags), built))
+                                     tuple(tags), built, say))
     return circuits
 
 
@@ -160,12 +160,12 @@ def _task_specs(tasks: Sequence[str], task_file: str | Path | None,
     out: list[tuple[str, Any, dict[str, Any]]] = []
     for ref in tasks:
         slug, options = parse_task_ref(ref)
-        spec = get_task(slug)
+        spec = get_task(slug)  # `--task IOI` runs, and is stored as, ioi
         unknown = sorted(set(options) - set(spec.options))
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in sorted(spec.options.items())) or "none"
-            raise TaskError(f"Task {slug} has no parameter {', '.join(unknown)}. Its parameters: {known}.")
-        out.append((task_name(slug, spec, options), spec, options))
+            raise TaskError(f"Task {spec.slug} has no parameter {', '.join(unknown)}. Its parameters: {known}.")
+        out.append((task_name(spec.slug, spec, options), spec, options))
     if task_file is not None:
         spec = task_from_file(task_file)
         out.append((spec.slug, spec, {}))
@@ -191,11 +191,16 @@ def _load(model: Any, device: str | None, dtype: str, say: Notify) -> Any:
 
 def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, method_params: dict[str, Any],
              ablation: Ablation, selection: Selection, seed: int, batch_size: int, dtype: str,
-             progress: bool, name: str | None, tags: tuple[str, ...], built_s: float) -> Circuit:
-    """One run: start it, score, select, evaluate, store; on any error or Ctrl-C mark it failed."""
+             progress: bool, name: str | None, tags: tuple[str, ...], built_s: float,
+             say: Notify = lambda _msg: None) -> Circuit:
+    """One run: start it, score, select, evaluate, store; on any error or Ctrl-C mark it failed.
+
+    An empty circuit fails the run (the message says what to pass instead); a selection that
+    dropped edges as dangling is stored with a warning, said now and kept in the metrics."""
     import torch
 
     from catalog.discovery import evaluate, evaluator, model_and_shape, score, select
+    from catalog.discovery.selection import check_selected
     from catalog.discovery.attention import record_attention
 
     method = spec.slug
@@ -223,6 +228,9 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
             ev = evaluator(loaded, ds, ablation, batch_size, positions=positions)
             # A method that selects its own circuit (Granularity.CIRCUIT) keeps its choice.
             chosen = graph if spec.granularity is Granularity.CIRCUIT else select(graph, selection, ev)
+            warnings = check_selected(graph, chosen, selection)
+            for warning in warnings:
+                say(f"warning: {warning}")
             timings["select"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             metrics = evaluate(chosen, ev, selection.absolute)
@@ -232,6 +240,8 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
         attention = record_attention(getattr(loaded, "model", loaded), ds, chosen.heads)
         timings["attention"] = round(time.perf_counter() - t0, 3)
         metrics["timings"] = timings
+        if warnings:
+            metrics["selection_warnings"] = warnings
         circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
         cid = cat.finish_run(run_id, circuit, attention)
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog.graph import CircuitGraph
 
@@ -52,17 +52,29 @@ class Selection(BaseModel):
     rule: SelectionRule
     value: float | None = None
     absolute: bool = True
+    #: top-k only: the k edges were grown backwards from the logits, each one adjacent to the
+    #: circuit so far (EAP-IG's greedy selection), instead of the k best edges anywhere.
+    greedy: bool = False
+
+    @model_validator(mode="after")
+    def _greedy_is_top_k(self) -> Selection:
+        if self.greedy and self.rule is not SelectionRule.TOP_K:
+            raise ValueError("greedy selection goes with the top-k rule (--top-k K --greedy).")
+        return self
 
     def describe(self) -> str:
         """Example:
 
         >>> Selection(rule="top-k", value=100).describe()
         'top-k 100 by |score|'
+        >>> Selection(rule="top-k", value=10, greedy=True).describe()
+        'greedy top-k 10 by |score|'
         """
         if self.rule is SelectionRule.GIVEN:
             return "given"
         v = "" if self.value is None else f" {self.value:g}"
-        return f"{self.rule.value}{v} by {'|score|' if self.absolute else 'signed score'}"
+        how = "greedy " if self.greedy else ""
+        return f"{how}{self.rule.value}{v} by {'|score|' if self.absolute else 'signed score'}"
 
 
 def library_versions() -> dict[str, str]:

@@ -96,7 +96,12 @@ class State:
 
 
 class CatalogGroup(TyperGroup):
-    """The root command group: runs a subcommand and maps its errors through `ERRORS`."""
+    """The root command group: runs a subcommand and maps its errors through `ERRORS`, and
+    names every value in help by a readable placeholder (`readable_placeholders`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        readable_placeholders(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -116,6 +121,37 @@ class CatalogGroup(TyperGroup):
             else:
                 err_console.print(f"error: {message or type(e).__name__}", markup=False)
             raise typer.Exit(code) from None
+
+
+def _placeholder(param: Any) -> str:
+    """A value's name in help: its metavar, else its longest option name or its name, upper-cased.
+
+    >>> from types import SimpleNamespace as P
+    >>> _placeholder(P(metavar=None, opts=["-s", "--seed"], name="seed")), _placeholder(P(metavar=None, name="ref"))
+    ('SEED', 'REF')
+    """
+    if param.metavar:
+        return str(param.metavar)
+    names = [o.lstrip("-") for o in getattr(param, "opts", ()) if o.startswith("--")]
+    return (max(names, key=len) if names else str(param.name)).replace("-", "_").upper()
+
+
+def readable_placeholders(command: Any) -> None:
+    """Name every argument and option value by its placeholder (``REF``, ``MODEL``), never by a
+    type hint (``<str>``) or braces (``{REF}``), which typer writes by default, in `command` and
+    all its sub-commands."""
+    from typer.core import TyperArgument, TyperOption  # typer bundles its own click
+
+    for param in getattr(command, "params", ()):
+        if isinstance(param, TyperArgument):
+            name = _placeholder(param)
+            usage = (name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else "")
+            param.display_type_rich = lambda ctx: None  # help lists the name alone
+            param._usage_display_name = lambda usage=usage: usage
+        elif isinstance(param, TyperOption) and not param.is_flag and not param.count:
+            param.metavar = _placeholder(param)
+    for sub in getattr(command, "commands", {}).values():
+        readable_placeholders(sub)
 
 
 def _silence_stdout() -> None:

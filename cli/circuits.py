@@ -127,17 +127,24 @@ def show(
 
 def delete(
     ctx: typer.Context,
-    circuit_id: Annotated[int, typer.Argument(metavar="ID", help="Circuit id.")],
+    ref: Annotated[str, typer.Argument(
+        metavar="REF", help="Circuit id, task name (its newest circuit) or circuit name.")],
+    model: ModelOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a circuit (its nodes, edges, annotations and tags) in one transaction."""
+    """Delete a circuit (its nodes, edges, annotations and tags) in one transaction, after
+    showing what will go."""
     cat = open_catalog(ctx)
-    circuit = cat.get(circuit_id)
+    s = cat.summary(cat.resolve(ref, model=model))
+    what = (f"circuit {s.id}{f' {s.name!r}' if s.name else ''}: {s.task} on {s.model}, "
+            f"{s.method or s.source}, {s.n_nodes} nodes and {s.n_edges} edges"
+            + (f" of {s.n_scored_edges} scored" if s.n_scored_edges != s.n_edges else "")
+            + (f", tags {', '.join(s.tags)}" if s.tags else "")
+            + f", added {s.added_at:%Y-%m-%d %H:%M}")
     if not yes:
-        typer.confirm(f"Delete circuit {circuit_id} ({circuit.name or circuit.task} on "
-                      f"{circuit.model})?", abort=True)
-    cat.delete(circuit_id)
-    console.print(f"deleted circuit {circuit_id}")
+        typer.confirm(f"Delete {what}?", abort=True)
+    cat.delete(s.id)
+    console.print(f"deleted {what}")
 
 
 # --- rendering --------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from catalog.discovery.methods import DEFAULT_METHOD, METHODS
 from cli._common import JsonOpt, console, err_console, fmt_score, open_catalog, print_json
 
 
-def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool) -> Any:
+def _selection(top_k: int | None, threshold: float | None, faithfulness: float | None, absolute: bool,
+               greedy: bool = False) -> Any:
     from catalog.errors import InvalidInputError
     from catalog.provenance import Selection, SelectionRule
 
@@ -25,9 +26,11 @@ def _selection(top_k: int | None, threshold: float | None, faithfulness: float |
                                  (SelectionRule.FAITHFULNESS, faithfulness)) if v is not None]
     if len(given) > 1:
         raise InvalidInputError("Give only one of --top-k, --threshold and --faithfulness.")
+    if greedy and (not given or given[0][0] is not SelectionRule.TOP_K):
+        raise InvalidInputError("--greedy goes with --top-k K (e.g. --top-k 10 --greedy).")
     if not given:
         return None  # the job's default
-    return Selection(rule=given[0][0], value=given[0][1], absolute=absolute)
+    return Selection(rule=given[0][0], value=given[0][1], absolute=absolute, greedy=greedy)
 
 
 def discover(
@@ -50,6 +53,9 @@ def discover(
                                                "or zero.")] = "counterfactual",
     top_k: Annotated[int | None, typer.Option(
         "--top-k", metavar="K", help="Keep the K best edges (components for activation patching).")] = None,
+    greedy: Annotated[bool, typer.Option(
+        "--greedy", help="With --top-k: grow the K edges from the logits backwards, each one adjacent to "
+                         "the circuit so far, so the circuit stays connected.")] = False,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", metavar="T", help="Keep edges (components) scoring at least T.")] = None,
     faithfulness: Annotated[float | None, typer.Option(
@@ -84,7 +90,7 @@ def discover(
     cat = open_catalog(ctx, create=True)
     circuits = jobs.discover_many(
         cat, task or [], method or [DEFAULT_METHOD], model=model, ablation=ablation,
-        selection=_selection(top_k, threshold, faithfulness, absolute), n=n, seed=seed,
+        selection=_selection(top_k, threshold, faithfulness, absolute, greedy), n=n, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
         name=name, tags=tuple(tag or ()), params=_params(param or [], steps),
         notify=lambda msg: err_console.print(msg), positions=positions)

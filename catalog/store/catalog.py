@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog.analysis.records import InterventionResult, RoleReport
@@ -206,7 +206,7 @@ class Catalog(Writer):
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
-            q = q.where(TaskRow.name == task.strip())
+            q = q.where(func.lower(TaskRow.name) == task.strip().lower())  # IOI finds ioi
         if method:
             q = q.where(CircuitRow.method == method.strip())
         if source:
@@ -254,7 +254,8 @@ class Catalog(Writer):
             return cid
         with self._db.session_scope() as s:
             for what, column in (("task", TaskRow.name), ("circuit name", CircuitRow.name)):
-                q = _summary_select().where(column == text)
+                # names match whatever their case: `catalog show IOI` finds the ioi circuits
+                q = _summary_select().where(func.lower(column) == text.lower())
                 if model:
                     q = q.where(ModelRow.name.in_(model_names(model)))
                 rows = s.execute(q.order_by(CircuitRow.id.desc())).all()
@@ -414,7 +415,7 @@ class Catalog(Writer):
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
-            q = q.where(TaskRow.name == task.strip())
+            q = q.where(func.lower(TaskRow.name) == task.strip().lower())  # IOI finds ioi
         if _ids is not None:
             q = q.where(RunRow.id.in_(list(_ids)))
         with self._db.session_scope() as s:

@@ -119,6 +119,9 @@ def provenance_columns(p: Provenance) -> dict[str, Any]:
         "created_at": utc(p.created_at),
         "citation": p.citation,
         "notes": p.notes,
+        # Only set when greedy (NULL reads as not greedy), so a store at revision 0005 can still
+        # write to tables from before it, as the migration tests do.
+        **({"selection_greedy": True} if sel is not None and sel.greedy else {}),
     }
 
 
@@ -127,7 +130,7 @@ def provenance_from(row: Any) -> Provenance:
     selection = None
     if row.selection_rule is not None:
         selection = Selection(rule=row.selection_rule, value=row.selection_value,
-                              absolute=bool(row.selection_absolute))
+                              absolute=bool(row.selection_absolute), greedy=bool(row.selection_greedy))
     return Provenance(
         source=row.source, source_format=row.source_format, source_file=row.source_file,
         source_sha256=row.source_sha256, method=row.method, method_params=row.method_params or {},

@@ -110,6 +110,7 @@ class _ProvenanceColumns:
     selection_rule: Mapped[str | None] = mapped_column(String(20))
     selection_value: Mapped[float | None] = mapped_column(Double)
     selection_absolute: Mapped[bool | None] = mapped_column(Boolean)
+    selection_greedy: Mapped[bool | None] = mapped_column(Boolean)
     library_versions: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from catalog.discovery.methods import DEFAULT_METHOD
 from catalog.errors import InvalidInputError
 from catalog.provenance import Selection
 
@@ -41,7 +42,7 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tasks: tuple[str, ...] = Field(min_length=1)
-    methods: tuple[str, ...] = ("eap-ig",)
+    methods: tuple[str, ...] = (DEFAULT_METHOD,)
     models: tuple[str, ...] = (DEFAULT_MODEL,)
     seeds: tuple[int, ...] = (0,)
     n: int | None = Field(default=None, ge=1, le=1_000_000)

@@ -298,12 +298,13 @@ def task_name(slug: str, spec: TaskSpec, options: Mapping[str, Any]) -> str:
 
 
 def get_task(slug: str, registry: Mapping[str, TaskSpec] | None = None) -> TaskSpec:
-    """The registered task with this slug; an unknown slug names the nearest known one."""
+    """The registered task with this slug, whatever its case (``IOI``, ``Colored_Objects``); an
+    unknown slug names the nearest known one."""
     if registry is None:
         from catalog.tasks import TASKS
 
         registry = TASKS
-    try:
-        return registry[slug]
-    except KeyError:
-        raise suggest(slug, list(registry), "task") from None
+    spec = registry.get(slug) or registry.get(slug.strip().lower().replace("_", "-"))
+    if spec is None:
+        raise suggest(slug, list(registry), "task")
+    return spec

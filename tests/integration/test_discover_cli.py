@@ -31,6 +31,8 @@ def run(db: str, *args: str):
     (["--task", "ioi", "--method", "eapp"], "Unknown method 'eapp'. Did you mean 'eap'?"),
     (["--task", "ioj"], "Unknown task 'ioj'. Did you mean 'ioi'?"),
     (["--task", "ioi", "--top-k", "3", "--faithfulness", "0.8"], "Give only one of"),
+    (["--task", "ioi", "--threshold", "0.1", "--greedy"], "--greedy goes with --top-k K"),
+    (["--task", "ioi", "--param", "steps"], "--param needs KEY=VALUE"),
     (["--task", "ioi", "--ablation", "resample"], "Unknown ablation 'resample'"),
     (["--task", "ioi", "--method", "eap", "--steps", "3"], "No chosen method takes steps"),
     (["--task", "ioi", "--n", "0"], "--n and --batch-size must be at least 1"),

@@ -105,3 +105,23 @@ def test_a_job_keeps_its_heads_attention_patterns(catalog):
     catalog.delete(circuit.id)
     with pytest.raises(Exception, match="No circuit"):
         catalog.attention(circuit.id)
+
+
+def test_a_selection_that_keeps_nothing_fails_the_run_and_says_what_to_pass(catalog):
+    from catalog.errors import DiscoveryError
+
+    with pytest.raises(DiscoveryError, match="empty circuit.*--greedy"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(),
+                      selection=Selection(rule="threshold", value=1e9), progress=False)
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []
+
+
+def test_a_greedy_top_k_circuit_is_connected_and_recorded_as_greedy(catalog):
+    said: list[str] = []
+    circuit = jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(),
+                            selection=Selection(rule="top-k", value=2, greedy=True), progress=False,
+                            notify=said.append)
+    stored = catalog.get(circuit.id)
+    assert stored.provenance.selection.greedy and stored.provenance.selection.describe().startswith("greedy")
+    assert stored.graph.prune_dangling().circuit_edges == stored.graph.circuit_edges  # nothing dangles
+    assert COPY_HEAD in stored.graph.heads and not any(m.startswith("warning") for m in said)

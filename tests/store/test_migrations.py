@@ -21,7 +21,7 @@ from catalog.store.engine import alembic_config, migrations_dir
 from catalog.store.schema import metadata
 
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def _scripts() -> ScriptDirectory:
@@ -31,7 +31,7 @@ def _scripts() -> ScriptDirectory:
 def test_one_head_and_a_linear_history():
     script = _scripts()
     assert script.get_heads() == [HEAD]
-    assert [r.revision for r in script.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert [r.revision for r in script.walk_revisions()] == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_revision_files_are_numbered_and_say_what_and_why():
@@ -116,4 +116,21 @@ def test_downgrade_from_head_keeps_interrupted_runs_as_failed(catalog_url, hand_
         command.downgrade(alembic_config(conn), "0002")
     with cat._db.engine.connect() as conn:
         assert conn.execute(text("SELECT status, error FROM runs")).one() == ("failed", "terminated by SIGHUP")
+    cat.close()
+
+
+def test_a_greedy_selection_reads_back_and_older_rows_are_not_greedy(catalog_url, hand_circuits):
+    from catalog.provenance import Selection
+
+    circuit = hand_circuits["ioi"]
+    cat = Catalog.open(catalog_url, check_schema=False)
+    cat.upgrade("0006")
+    before = cat.add(circuit)
+    cat.upgrade()
+    greedy = replace(circuit, name="grown", provenance=circuit.provenance.model_copy(
+        update={"selection": Selection(rule="top-k", value=8, greedy=True)}))
+    cid = cat.add(greedy)
+    assert cat.get(cid).provenance.selection == Selection(rule="top-k", value=8, greedy=True)
+    assert cat.get(before).provenance.selection == circuit.provenance.selection
+    assert not cat.get(before).provenance.selection.greedy
     cat.close()
