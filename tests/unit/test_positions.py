@@ -137,3 +137,16 @@ def test_a_position_resolved_graph_selects_and_evaluates(model, data):
 def test_edge_patching_has_no_per_role_version(model, data):
     with pytest.raises(InvalidInputError, match="cannot score positions"):
         score(model, data, "edge-patching", positions=True)
+
+
+def test_position_resolved_selections_are_checked_by_their_nodes(model, data):
+    from catalog.discovery.selection import check_selected
+    from catalog.errors import DiscoveryError
+
+    graph = score(model, data, "eap", batch_size=5, positions=True)
+    top = select(graph, Selection(rule="top-k", value=3))
+    assert check_selected(graph, top, Selection(rule="top-k", value=3)) == []
+    with pytest.raises(DiscoveryError, match="keeps no node"):
+        check_selected(graph, select(graph, Selection(rule="top-k", value=0)), Selection(rule="top-k", value=0))
+    with pytest.raises(InvalidInputError, match="--greedy"):
+        select(graph, Selection(rule="top-k", value=3, greedy=True))
