@@ -224,8 +224,7 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
                           progress=bar, positions=positions, **run_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
-            bar("evaluating", 0, 1)
-            ev = evaluator(loaded, ds, ablation, batch_size, positions=positions)
+            ev = evaluator(loaded, ds, ablation, batch_size, progress=bar, positions=positions)
             # A method that selects its own circuit (Granularity.CIRCUIT) keeps its choice.
             chosen = graph if spec.granularity is Granularity.CIRCUIT else select(graph, selection, ev)
             warnings = check_selected(graph, chosen, selection)
@@ -235,7 +234,6 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
             t0 = time.perf_counter()
             metrics = evaluate(chosen, ev, selection.absolute)
             timings["evaluate"] = round(time.perf_counter() - t0, 3)
-            bar("evaluating", 1, 1)
         t0 = time.perf_counter()
         attention = record_attention(getattr(loaded, "model", loaded), ds, chosen.heads)
         timings["attention"] = round(time.perf_counter() - t0, 3)
@@ -258,12 +256,22 @@ def _progress(enabled: bool, title: str) -> Iterator[Callable[[str, int, int], N
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
+    from rich.text import Text
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+    class Rate(ProgressColumn):
+        """Steps per second (batches, or whatever the phase counts)."""
+
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.2f}/s" if task.speed else "")
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, Any] = {}
 
         def update(phase: str, done: int, total: int) -> None:
