@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import DEFAULT_METHOD, Granularity, MethodSpec, get_method
 from catalog.discovery.scoring import check_positions
-from catalog.errors import InvalidInputError, TaskError, suggest
+from catalog.errors import DiscoveryError, InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
     Circuit,
@@ -36,6 +36,9 @@ DEFAULT_N = 128
 DEFAULT_BATCH_SIZE = 32
 #: The stored circuit: the smallest top-k one keeping 80% of the task behaviour.
 DEFAULT_SELECTION = Selection(rule=SelectionRule.FAITHFULNESS, value=0.8, absolute=True)
+
+#: Recorded for a method that selects its own circuit (ACDC, path patching).
+OWN_CHOICE = Selection(rule=SelectionRule.GIVEN)
 
 Notify = Callable[[str], None]
 
@@ -87,6 +90,11 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
         ablation = Ablation(ablation)
     except ValueError:
         raise suggest(str(ablation), [a.value for a in Ablation], "ablation") from None
+    if selection is not None and all(s.granularity is Granularity.CIRCUIT for s in specs):
+        raise InvalidInputError(
+            f"{', '.join(s.slug for s in specs)} selects its own circuit, so --top-k, --threshold and "
+            "--faithfulness do not apply; tune it with its parameters instead (catalog methods lists "
+            "them, e.g. --param threshold=0.02).")
     selection = selection or DEFAULT_SELECTION
     n = DEFAULT_N if n is None else n
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
@@ -102,15 +110,18 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
         ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed, **options)
         built = time.perf_counter() - started
         for spec in specs:
-            say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, "
-                f"{selection.describe()})")
             own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
             if options:
                 own["task_options"] = dict(options)
             if positions:
                 own["positions"] = True
+            # A method that selects its own circuit is recorded as such ("given" by it), with the
+            # parameters that drove its choice in method_params.
+            chosen_by = OWN_CHOICE if spec.granularity is Granularity.CIRCUIT else selection
+            rule = "its own choice" if chosen_by is OWN_CHOICE else selection.describe()
+            say(f"{task_name}: {spec.slug} on {len(ds)} examples ({ablation.value} ablation, {rule})")
             circuits.append(_run_one(cat, loaded, task_name, ds, spec, own,
-                                     ablation, selection, seed, batch_size, dtype, progress, name,
+                                     ablation, chosen_by, seed, batch_size, dtype, progress, name,
                                      tuple(tags), built, say))
     return circuits
 
@@ -122,9 +133,9 @@ def path(task: str | None, sender: str, receivers: Sequence[str], model: Any = N
     """Answer one path-patching question on a task's prompts; returns a `PathResult` (nothing is stored).
 
     `sender` is ``NODE[@ROLE]``; each receiver ``NODE[@ROLE][<q|k|v>]`` (see
-    `catalog.discovery.path_patching`). Bad ids and conventions fail before any model loads.
+    `catalog.discovery.methods.path_patching`). Bad ids and conventions fail before any model loads.
     """
-    from catalog.discovery.path_patching import freeze_of, parse_receiver, parse_sender, path_effect
+    from catalog.discovery.methods.path_patching import freeze_of, parse_receiver, parse_sender, path_effect
 
     parse_sender(sender)
     for r in receivers:
@@ -225,9 +236,15 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             ev = evaluator(loaded, ds, ablation, batch_size, progress=bar, positions=positions)
-            # A method that selects its own circuit (Granularity.CIRCUIT) keeps its choice.
-            chosen = graph if spec.granularity is Granularity.CIRCUIT else select(graph, selection, ev)
-            warnings = check_selected(graph, chosen, selection)
+            if spec.granularity is Granularity.CIRCUIT:  # a method that selects keeps its choice
+                chosen, warnings = graph, []
+                if not chosen.circuit_edges:
+                    raise DiscoveryError(
+                        f"{method} kept no edge on a path from input to logits: its threshold removed "
+                        "everything. Pass a lower one (--param threshold=...); `catalog methods` shows the default.")
+            else:
+                chosen = select(graph, selection, ev)
+                warnings = check_selected(graph, chosen, selection)
             for warning in warnings:
                 say(f"warning: {warning}")
             timings["select"] = round(time.perf_counter() - t0, 3)

@@ -77,6 +77,9 @@ def reuse(
         "--top-k", metavar="K", help="With --knockout: ablate only each circuit's K highest-|score| heads.")] = None,
     with_mlps: Annotated[bool, typer.Option(
         "--with-mlps", help="With --knockout: ablate the circuit's MLPs too (default: heads only).")] = False,
+    controls: Annotated[int, typer.Option(
+        "--controls", metavar="C", help="With --knockout: also ablate C random head sets of each row's size "
+                                        "(rows random-K: the baseline to read damage against).")] = 0,
     n: Annotated[int, typer.Option("--n", metavar="N", help="With --knockout: examples per task.")] = 128,
     seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="With --knockout: dataset seed.")] = 0,
     json_: JsonOpt = False,
@@ -89,7 +92,7 @@ def reuse(
 
         raise InvalidInputError(f"Tasks ({', '.join(tasks)}) are only taken with --knockout; add it, or drop them.")
     if knockout:
-        _knockout(ctx, tasks or [], model, top_k, with_mlps, n, seed, json_)
+        _knockout(ctx, tasks or [], model, top_k, with_mlps, controls, n, seed, json_)
         return
     from catalog.queries import reuse as run
     from catalog.queries import reuse_heatmap
@@ -106,13 +109,14 @@ def reuse(
 
 
 def _knockout(ctx: typer.Context, tasks: list[str], model: str | None, top_k: int | None,
-              with_mlps: bool, n: int, seed: int, json_: bool) -> None:
+              with_mlps: bool, controls: int, n: int, seed: int, json_: bool) -> None:
     from catalog.analysis.knockout import knockout as run
     from catalog.errors import InvalidInputError
 
     if not tasks:
         raise InvalidInputError("--knockout needs the tasks to test, e.g. catalog reuse --knockout ioi colored-objects.")
-    result = run(open_catalog(ctx), tasks, model=model, top_k=top_k, with_mlps=with_mlps, n=n, seed=seed)
+    result = run(open_catalog(ctx), tasks, model=model, top_k=top_k, with_mlps=with_mlps, n=n, seed=seed,
+                 controls=controls)
     if json_:
         print_json(result)
         return
@@ -236,12 +240,12 @@ def render_knockout(r: KnockoutMatrix) -> None:
         console.print(f"  {t}: circuit {r.circuits.get(t)}, ablating {', '.join(c.components)}")
     console.print("relative metric drop (1.0 = all of it; negative = the metric rose):")
     out = table("ablated \\ measured", *r.tasks)
-    for a in r.tasks:
+    for a in (*r.tasks, *r.controls):
         out.add_row(a, *[f"{r.cell(a, b).metric_drop:.2f}" for b in r.tasks])
     console.print(out)
     console.print("accuracy before -> after:")
     out = table("ablated \\ measured", *r.tasks)
-    for a in r.tasks:
+    for a in (*r.tasks, *r.controls):
         out.add_row(a, *[f"{100 * r.cell(a, b).before.accuracy:.0f}% -> {100 * r.cell(a, b).after.accuracy:.0f}%"
                          for b in r.tasks])
     console.print(out)

@@ -52,7 +52,10 @@ def result_graph(shape: ModelShape, model: Any, result: MethodResult) -> Circuit
     from catalog.discovery.layout import Layout, edge_graph, node_graph
 
     if isinstance(result, SelectedCircuit):
-        return result.graph
+        # A method sees only the HookedTransformer, whose cfg may not carry the model's catalog
+        # name or revision; the caller's shape is the one to store.
+        g = result.graph
+        return g if g.shape == shape else CircuitGraph(shape, g.nodes, g.edges, g.annotations)
     layout = Layout.for_model(model)
     if isinstance(result, NodeScores):
         return node_graph(shape, layout, dict(result.values))

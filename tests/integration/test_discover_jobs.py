@@ -107,6 +107,27 @@ def test_a_job_keeps_its_heads_attention_patterns(catalog):
         catalog.attention(circuit.id)
 
 
+@pytest.mark.parametrize("method, params", [("acdc", {"threshold": 0.05}), ("path-patching", {"threshold": 0.3})])
+def test_a_method_that_selects_keeps_its_circuit_and_records_how(catalog, method, params):
+    circuit = jobs.discover(catalog, "copy", model=copy_head_model(), method=method, dataset=copy_dataset(),
+                            params=params, progress=False)
+    stored = catalog.get(circuit.id)
+    assert {e.id for e in stored.graph.circuit_edges} == {"input->a1.h0<v>", "a1.h0->logits"}
+    assert stored.graph.shape.name == "copy-head-2l"
+    p = stored.provenance
+    assert p.method == method and p.selection.rule.value == "given" and p.method_params["threshold"] == params["threshold"]
+    assert stored.metrics["faithfulness"] > 0.75  # the 0.1-gain distractor paths are left out
+
+
+def test_a_selection_rule_with_only_selecting_methods_is_refused(catalog):
+    from catalog.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="selects its own circuit"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="acdc", dataset=copy_dataset(),
+                      selection=Selection(rule="top-k", value=2), progress=False)
+    assert catalog.list_runs() == []
+
+
 def test_a_selection_that_keeps_nothing_fails_the_run_and_says_what_to_pass(catalog):
     from catalog.errors import DiscoveryError
 
@@ -125,3 +146,12 @@ def test_a_greedy_top_k_circuit_is_connected_and_recorded_as_greedy(catalog):
     assert stored.provenance.selection.greedy and stored.provenance.selection.describe().startswith("greedy")
     assert stored.graph.prune_dangling().circuit_edges == stored.graph.circuit_edges  # nothing dangles
     assert COPY_HEAD in stored.graph.heads and not any(m.startswith("warning") for m in said)
+
+
+def test_a_selecting_method_that_keeps_nothing_fails_the_run_and_says_what_to_pass(catalog):
+    from catalog.errors import DiscoveryError
+
+    with pytest.raises(DiscoveryError, match="kept no edge.*--param threshold"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="acdc", dataset=copy_dataset(n=4),
+                      params={"threshold": 1e9}, progress=False)
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []
