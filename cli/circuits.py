@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from catalog.naming import NodeKind
-from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
+from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, safe_text, table
 
 if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
     from catalog.attention import AttentionPatterns
@@ -23,7 +22,7 @@ TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", hel
 
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
     format: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="FORMAT", help="Force a format: catalog-json, eap-ig, circuit-tracer, graphml "
                                "(default: detect).")] = None,
@@ -142,7 +141,7 @@ def delete(
             + (f", tags {', '.join(s.tags)}" if s.tags else "")
             + f", added {s.added_at:%Y-%m-%d %H:%M}")
     if not yes:
-        typer.confirm(f"Delete {what}?", abort=True)
+        typer.confirm(safe_text(f"Delete {what}?"), abort=True)
     cat.delete(s.id)
     console.print(f"deleted {what}")
 

@@ -8,6 +8,8 @@ Input and logits nodes are in every circuit, so these leave them out by default
 
 from __future__ import annotations
 
+import io
+
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from catalog.atomic import atomic_output, check_target
 from catalog.errors import AmbiguousReferenceError, InvalidInputError, NotFoundError
 from catalog.naming import NodeKind, component_of, parse_component, parse_node
 
@@ -269,9 +272,13 @@ def reuse_heatmap(result: Reuse, path: str | Path) -> Path:
         fig.tight_layout()
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out, dpi=120)
         except OSError as exc:
             raise InvalidInputError(f"Cannot write {out}: {exc.strerror}. Choose another path.") from None
+        check_target(out)  # before drawing: a FIFO, device or folder is refused, not replaced
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=120)
+        with atomic_output(out) as fh:
+            fh.write(png.getvalue())
     finally:
         plt.close(fig)
     return out

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
+from catalog.bounds import stored_mapping
 from catalog.errors import (
     AmbiguousReferenceError,
     CatalogError,
@@ -176,7 +177,7 @@ class Catalog(Writer):
         tags = s.scalars(select(TagRow.tag).where(TagRow.circuit_id == cid).order_by(TagRow.position)).all()
         return Circuit(graph=graph_from(shape, nodes, edges, anns), task=task,
                        provenance=provenance_from(row), name=row.name, tags=tuple(tags),
-                       metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
+                       metrics=stored_mapping(row.metrics), id=cid, run_id=row.run_id)
 
     def attention(self, circuit_id: int) -> AttentionPatterns | None:
         """The attention patterns recorded with a discovered circuit (None when none were:
@@ -507,7 +508,7 @@ def _summary(r: Any, tags: tuple[str, ...]) -> CircuitSummary:
         id=r.id, name=r.name, model=r.model, task=r.task, method=r.method, source=r.source,
         n_nodes=r.n_nodes, n_edges=r.n_edges, n_heads=r.n_heads, n_mlps=r.n_mlps, n_features=r.n_features,
         n_scored_edges=r.n_scored_edges, created_at=utc(r.created_at), added_at=utc(r.added_at),
-        tags=tags, metrics=dict(r.metrics or {}), run_id=r.run_id,
+        tags=tags, metrics=stored_mapping(r.metrics), run_id=r.run_id,
     )
 
 
