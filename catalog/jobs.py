@@ -211,8 +211,8 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
     import torch
 
     from catalog.discovery import evaluate, evaluator, model_and_shape, score, select
-    from catalog.discovery.selection import check_selected
     from catalog.discovery.attention import record_attention
+    from catalog.discovery.selection import check_selected
 
     method = spec.slug
     _, shape = model_and_shape(loaded)

@@ -253,7 +253,7 @@ def _common_model(cat: Catalog, a: str, b: str) -> str | None:
     refs = [r.strip() for r in (a, b) if not r.strip().lstrip("#").isdigit()]
     if not refs:
         return None
-    rows = cat.list()
+    rows = cat.circuits()
     models: dict[str, set[str]] = {}
     for ref in refs:
         by_task = {r.model for r in rows if r.task == ref}

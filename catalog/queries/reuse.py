@@ -78,7 +78,7 @@ def only_model(cat: Catalog, model: str | None) -> str:
     if model:
         return model
     counts: dict[str, int] = {}
-    for row in cat.list():
+    for row in cat.circuits():
         counts[row.model] = counts.get(row.model, 0) + 1
     if not counts:
         raise NotFoundError(f"The catalog {cat.url} holds no circuits yet. Import or discover some first.")
@@ -158,7 +158,7 @@ def _stable_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...], fractio
 
     if not 0 < fraction <= 1:
         raise InvalidInputError(f"--stable takes a fraction of seeds in (0, 1], e.g. 0.5 (got {fraction}).")
-    tasks = tuple(sorted({r.task for r in cat.list(model=model, source="discovery")}))
+    tasks = tuple(sorted({r.task for r in cat.circuits(model=model, source="discovery")}))
     if not tasks:
         raise NotFoundError(f"No discovered circuits on {model}: --stable compares seeds of discovered circuits.")
     per_task = {t: stability(cat, t, model=model).models[0] for t in tasks}
