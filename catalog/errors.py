@@ -75,7 +75,8 @@ def suggest(key: str, known: list[str] | tuple[str, ...], what: str) -> UnknownK
     """
     import difflib
 
-    near = difflib.get_close_matches(key, list(known), n=1)
+    by_lower = {k.lower(): k for k in known}  # case does not count when looking for the nearest
+    near = [by_lower[m] for m in difflib.get_close_matches(key.lower(), list(by_lower), n=1)]
     hint = f" Did you mean '{near[0]}'?" if near else ""
     return UnknownKeyError(f"Unknown {what} '{key}'.{hint} Known: {', '.join(sorted(known))}.")
 

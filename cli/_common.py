@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,9 +28,33 @@ if TYPE_CHECKING:
     from catalog.store import Catalog
 
 
+# Characters that would act on a terminal instead of being shown: C0 controls but the newline,
+# DEL and C1 (ESC starts ANSI and OSC sequences; CSI is U+009B), and Unicode's line separators
+# and bidirectional marks, overrides and isolates (they reorder what follows on the line).
+_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def safe_text(text: str) -> str:
+    r"""`text` with every character that could steer a terminal written as a visible escape.
+
+    All human-readable output goes through this (the consoles below apply it to every string
+    they render, table cells included), so names, labels and tags from files cannot repaint,
+    retitle or reorder the user's terminal.
+
+    >>> print(safe_text("name\x1b[31m red \u202eevil\x07"))
+    name\x1b[31m red \u202eevil\x07
+    """
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                       else f"\\u{ord(m.group()):04x}", text)
+
+
 class _PlainConsole(Console):
     """A plain console (ids like ``f3.12[clt]`` are not markup) that is wide whenever its output
-    is not a terminal, decided at each print, so tables in files and pipes are never truncated."""
+    is not a terminal, decided at each print, so tables in files and pipes are never truncated.
+    Every string it renders passes through `safe_text` first."""
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        return super().render_str(safe_text(text), *args, **kwargs)
 
     @property  # type: ignore[override]
     def size(self) -> Any:
@@ -96,7 +121,12 @@ class State:
 
 
 class CatalogGroup(TyperGroup):
-    """The root command group: runs a subcommand and maps its errors through `ERRORS`."""
+    """The root command group: runs a subcommand and maps its errors through `ERRORS`, and
+    names every value in help by a readable placeholder (`readable_placeholders`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        readable_placeholders(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -116,6 +146,37 @@ class CatalogGroup(TyperGroup):
             else:
                 err_console.print(f"error: {message or type(e).__name__}", markup=False)
             raise typer.Exit(code) from None
+
+
+def _placeholder(param: Any) -> str:
+    """A value's name in help: its metavar, else its longest option name or its name, upper-cased.
+
+    >>> from types import SimpleNamespace as P
+    >>> _placeholder(P(metavar=None, opts=["-s", "--seed"], name="seed")), _placeholder(P(metavar=None, name="ref"))
+    ('SEED', 'REF')
+    """
+    if param.metavar:
+        return str(param.metavar)
+    names = [o.lstrip("-") for o in getattr(param, "opts", ()) if o.startswith("--")]
+    return (max(names, key=len) if names else str(param.name)).replace("-", "_").upper()
+
+
+def readable_placeholders(command: Any) -> None:
+    """Name every argument and option value by its placeholder (``REF``, ``MODEL``), never by a
+    type hint (``<str>``) or braces (``{REF}``), which typer writes by default, in `command` and
+    all its sub-commands."""
+    from typer.core import TyperArgument, TyperOption  # typer bundles its own click
+
+    for param in getattr(command, "params", ()):
+        if isinstance(param, TyperArgument):
+            name = _placeholder(param)
+            usage = (name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else "")
+            param.display_type_rich = lambda ctx: None  # help lists the name alone
+            param._usage_display_name = lambda usage=usage: usage
+        elif isinstance(param, TyperOption) and not param.is_flag and not param.count:
+            param.metavar = _placeholder(param)
+    for sub in getattr(command, "commands", {}).values():
+        readable_placeholders(sub)
 
 
 def _silence_stdout() -> None:
@@ -150,9 +211,12 @@ def print_json(obj: BaseModel | Sequence[BaseModel]) -> None:
     Only the library's pydantic models are printed, so ``--json``, the Python API and any other
     interface give the same shape: ``model_dump(mode="json")``.
     """
+    from catalog.bounds import finite_json
+
     data = ([m.model_dump(mode="json") for m in obj] if isinstance(obj, Sequence)
             else obj.model_dump(mode="json"))
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    # JSON has no NaN or Infinity: a value stored before the catalog refused them prints as null.
+    sys.stdout.write(json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n")
 
 
 def fmt_score(value: float | None, digits: int = 3) -> str:

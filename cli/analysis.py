@@ -89,6 +89,8 @@ def repair(
     heads: Annotated[list[str] | None, typer.Option(
         "--head", metavar="HEAD", help="Candidate head (repeatable; default: every head).")] = None,
     max_heads: Annotated[int, typer.Option("--max-heads", metavar="K", help="Steer at most K heads.")] = 4,
+    together: Annotated[bool, typer.Option(
+        "--together", help="Steer all the --head heads at once instead of choosing greedily.")] = False,
     n: NOpt = 256,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
@@ -99,7 +101,7 @@ def repair(
     from catalog.analysis.repair import repair as run
 
     result = run(task, working, model=model, heads=heads or None, max_heads=max_heads, n=n, seed=seed,
-                 device=device)
+                 device=device, together=together)
     if json_:
         print_json(result)
         return

@@ -23,6 +23,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from catalog import __version__
+
+        typer.echo(f"catalog (circuit-catalog) {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -32,6 +40,9 @@ def root(
              "~/.local/share/circuit-catalog/catalog.db).")] = None,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the version of circuit-catalog and exit.")] = False,
 ) -> None:
     """A catalog of transformer circuits: discover, import, compare and export them."""
     ctx.obj = State(db=db, debug=debug)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from catalog.naming import NodeKind
-from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, table
+from cli._common import JsonOpt, console, fmt_score, open_catalog, print_json, safe_text, table
 
 if TYPE_CHECKING:  # pydantic-heavy; loaded only by the commands that need it
     from catalog.attention import AttentionPatterns
@@ -23,7 +22,7 @@ TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", hel
 
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Circuit file (.gz is read transparently).")],
     format: Annotated[str | None, typer.Option(
         "--format", "-f", metavar="FORMAT", help="Force a format: catalog-json, eap-ig, circuit-tracer, graphml "
                                "(default: detect).")] = None,
@@ -70,7 +69,7 @@ def list_(
     json_: JsonOpt = False,
 ) -> None:
     """List the circuits in the catalog (by id), optionally filtered."""
-    rows = open_catalog(ctx).list(model=model, task=task, method=method, tag=tag, source=source)
+    rows = open_catalog(ctx).circuits(model=model, task=task, method=method, tag=tag, source=source)
     if json_:
         print_json(rows)
         return
@@ -127,17 +126,24 @@ def show(
 
 def delete(
     ctx: typer.Context,
-    circuit_id: Annotated[int, typer.Argument(metavar="ID", help="Circuit id.")],
+    ref: Annotated[str, typer.Argument(
+        metavar="REF", help="Circuit id, task name (its newest circuit) or circuit name.")],
+    model: ModelOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a circuit (its nodes, edges, annotations and tags) in one transaction."""
+    """Delete a circuit (its nodes, edges, annotations and tags) in one transaction, after
+    showing what will go."""
     cat = open_catalog(ctx)
-    circuit = cat.get(circuit_id)
+    s = cat.summary(cat.resolve(ref, model=model))
+    what = (f"circuit {s.id}{f' {s.name!r}' if s.name else ''}: {s.task} on {s.model}, "
+            f"{s.method or s.source}, {s.n_nodes} nodes and {s.n_edges} edges"
+            + (f" of {s.n_scored_edges} scored" if s.n_scored_edges != s.n_edges else "")
+            + (f", tags {', '.join(s.tags)}" if s.tags else "")
+            + f", added {s.added_at:%Y-%m-%d %H:%M}")
     if not yes:
-        typer.confirm(f"Delete circuit {circuit_id} ({circuit.name or circuit.task} on "
-                      f"{circuit.model})?", abort=True)
-    cat.delete(circuit_id)
-    console.print(f"deleted circuit {circuit_id}")
+        typer.confirm(safe_text(f"Delete {what}?"), abort=True)
+    cat.delete(s.id)
+    console.print(f"deleted {what}")
 
 
 # --- rendering --------------------------------------------------------------------------------

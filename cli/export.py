@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,9 +21,9 @@ def export(
         help="graphml (Gephi, Cytoscape), json (the catalog's, round-trips exactly), eap-ig "
              "(EAP-IG's Graph.from_json) or circuit-tracer (circuit-tracer's and Neuronpedia's "
              "graph viewers).")],
-    output: Annotated[Path | None, typer.Option(
+    output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE",
-        help="File to write (.gz compresses); default: standard output.")] = None,
+        help="File to write (.gz compresses); - or none: standard output.")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", metavar="MODEL", help="Model, when a task name is ambiguous.")] = None,
     all_edges: Annotated[bool, typer.Option(
@@ -35,7 +34,7 @@ def export(
 
     cat = open_catalog(ctx)
     circuit = cat.get(cat.resolve(ref, model=model))
-    if output is not None:
+    if output is not None and output != "-":
         write_circuit(circuit, format, output, all_edges=all_edges)
         console.print(f"wrote circuit {circuit.id} ({circuit.task} on {circuit.model}) to {output}")
         return

@@ -109,7 +109,7 @@ def test_readme_inline_commands_name_real_commands_and_options():
         while words and " ".join(path + [words[0]]) in tree:
             path.append(words.pop(0))
         if not path:
-            assert words[0] in ("--help", "COMMAND") or words[0].startswith("["), \
+            assert words[0] in ("--help", "COMMAND") or words[0] in root_opts or words[0].startswith("["), \
                 f"`{span}`: no such command"
             continue
         opts = {o for p in tree[" ".join(path)].params for o in p.opts} | root_opts

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from catalog.analysis import context
 from catalog.analysis.interventions import Target, edit_hooks, parse_target, plan
 from catalog.analysis.positions import locate
-from catalog.analysis.records import DamageCell, KnockoutMatrix
+from catalog.analysis.records import DamageCell, KnockoutMatrix, Outcome
 from catalog.errors import InvalidInputError
 from catalog.naming import NodeKind
 from catalog.provenance import Ablation
@@ -42,9 +42,14 @@ def components(circuit: Any, top_k: int | None = None, with_mlps: bool = False) 
 def knockout(cat: Catalog, tasks: Sequence[str], model: str | None = None, top_k: int | None = None,
              with_mlps: bool = False, ablation: Ablation | str = Ablation.COUNTERFACTUAL,
              n: int = context.DEFAULT_N, seed: int = 0, device: str | None = None,
-             loaded: Any = None) -> KnockoutMatrix:
+             loaded: Any = None, controls: int = 0) -> KnockoutMatrix:
     """The damage matrix over `tasks` (task names, optionally with options: ``ioi``,
-    ``colored-objects:n_objects=5``); each row ablates the newest circuit of that task's name."""
+    ``colored-objects:n_objects=5``); each row ablates the newest circuit of that task's name.
+
+    With `controls` > 0, a row ``random-K`` per distinct number K of heads a row ablates: the mean
+    damage of `controls` sets of K heads drawn at random (seeded) from the whole model, the
+    baseline a circuit's damage should be read against.
+    """
     if len(tasks) < 1:
         raise InvalidInputError("Name the tasks to knock out, e.g. catalog reuse --knockout ioi colored-objects.")
     if len(set(tasks)) != len(tasks):
@@ -65,8 +70,11 @@ def knockout(cat: Catalog, tasks: Sequence[str], model: str | None = None, top_k
         if not comps:
             raise InvalidInputError(f"Circuit #{c.id} ({t}) has no heads to knock out.")
         rows[t] = [parse_target(x, c.graph.shape) for x in comps]
+    if controls < 0:
+        raise InvalidInputError(f"--controls must be 0 or more, got {controls}.")
     loaded = loaded or context.model_for(first, model, device)
     shape = loaded.shape
+    random_sets = _random_sets(shape, sorted({sum(t.head is not None for t in r) for r in rows.values()}), controls, seed)
     m = loaded.model
     cells = []
     for measured in tasks:
@@ -78,8 +86,32 @@ def knockout(cat: Catalog, tasks: Sequence[str], model: str | None = None, top_k
             cells.append(DamageCell(
                 knocked_out=knocked, measured=measured, components=tuple(t.node for t in targets),
                 before=before, after=after,
-                metric_drop=(before.metric - after.metric) / abs(before.metric) if before.metric else 0.0,
+                metric_drop=_drop(before.metric, after.metric), accuracy_drop=before.accuracy - after.accuracy))
+        for label, sets in random_sets.items():
+            outs = [context.outcome(m, ds, edit_hooks(plan(m, ds, roles, ablate=ts, ablation=ablation))) for ts in sets]
+            after = Outcome(metric=sum(o.metric for o in outs) / len(outs),
+                            accuracy=sum(o.accuracy for o in outs) / len(outs))
+            cells.append(DamageCell(
+                knocked_out=label, measured=measured, components=tuple(t.node for ts in sets for t in ts),
+                before=before, after=after, metric_drop=sum(_drop(before.metric, o.metric) for o in outs) / len(outs),
                 accuracy_drop=before.accuracy - after.accuracy))
     return KnockoutMatrix(model=shape.name, ablation=ablation.value, n=n, seed=seed, tasks=tuple(tasks),
                           circuits={t: int(c.id) for t, c in circuits.items() if c.id is not None},
-                          cells=tuple(cells))
+                          cells=tuple(cells), controls=tuple(random_sets))
+
+
+def _drop(before: float, after: float) -> float:
+    """Relative drop of a metric: (before - after) / |before| (0 when before is 0)."""
+    return (before - after) / abs(before) if before else 0.0
+
+
+def _random_sets(shape: Any, sizes: Sequence[int], count: int, seed: int) -> dict[str, list[list[Target]]]:
+    """``{"random-K": [count sets of K heads]}``, drawn with a seeded generator."""
+    import random
+
+    if count == 0:
+        return {}
+    rng = random.Random(seed)
+    heads = [f"a{layer}.h{h}" for layer in range(shape.n_layers) for h in range(shape.n_heads)]
+    return {f"random-{k}": [[parse_target(x, shape) for x in sorted(rng.sample(heads, min(k, len(heads))))]
+                            for _ in range(count)] for k in sizes}

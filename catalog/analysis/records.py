@@ -133,6 +133,7 @@ class KnockoutMatrix(_Record):
     tasks: tuple[str, ...]
     circuits: dict[str, int]  # task -> the circuit id whose components were ablated
     cells: tuple[DamageCell, ...]
+    controls: tuple[str, ...] = ()  # rows of random head sets ("random-3"), if asked for
 
     def cell(self, knocked_out: str, measured: str) -> DamageCell:
         return next(c for c in self.cells if c.knocked_out == knocked_out and c.measured == measured)

@@ -85,8 +85,14 @@ def steer_hooks(targets: dict[tuple[int, int], dict[str, float]], roles: dict[st
 
 
 def repair(failing: str, working: str, model: Any = None, heads: Sequence[str] | None = None,
-           max_heads: int = 4, n: int = 256, seed: int = 0, device: str | None = None) -> RepairResult:
-    """Steer heads' END attention on `failing` toward `working`'s pattern; accuracy before/after."""
+           max_heads: int = 4, n: int = 256, seed: int = 0, device: str | None = None,
+           together: bool = False) -> RepairResult:
+    """Steer heads' END attention on `failing` toward `working`'s pattern; accuracy before/after.
+
+    With `together`, the given heads are all steered at once instead of chosen greedily.
+    """
+    if together and not heads:
+        raise InvalidInputError("--together steers the heads you name: give them with --head.")
     if max_heads < 1:
         raise InvalidInputError(f"--max-heads must be at least 1, got {max_heads}.")
     fslug, wslug = context.parse_task_ref(failing)[0], context.parse_task_ref(working)[0]
@@ -120,13 +126,15 @@ def repair(failing: str, working: str, model: Any = None, heads: Sequence[str] |
     chosen: list[str] = []
     best = base.accuracy
     by_node = {t.node: t for t in targets}
-    for c in sorted(candidates, key=lambda c: -c.accuracy):
+    for c in sorted(candidates, key=lambda c: -c.accuracy) if not together else ():
         if len(chosen) >= max_heads:
             break
         trial = chosen + [c.node]
         acc = context.outcome(m, sel, steer_hooks(_steer(trial, by_node, patterns), sel_roles)).accuracy
         if acc >= best + 1.0 / n:
             chosen, best = trial, acc
+    if together:
+        chosen = [t.node for t in targets]
     before = context.outcome(m, ev)
     after = context.outcome(m, ev, steer_hooks(_steer(chosen, by_node, patterns), ev_roles)) if chosen else before
     return RepairResult(model=shape.name, failing=sel_ref, working=work_ref, evaluation=ev_ref,

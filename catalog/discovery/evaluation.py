@@ -63,6 +63,11 @@ class Evaluator:
         self.model, self.dataset, self.batch_size, self.max_rows = model, dataset, batch_size, max_rows
         self.progress = progress
         self.n = n_examples(dataset)
+        # Progress counts forward batches over every pass so far: the bar moves per batch, and
+        # its total grows as selection asks for more passes (each a batch of candidate circuits).
+        self._n_batches = -(-self.n // batch_size)
+        self._done = 0
+        self._expected = self._n_batches
         with prepared(model) as layout:
             self.layout: Layout = layout
             self.ablator = Ablator(model, layout, dataset, ablation, batch_size)
@@ -78,6 +83,7 @@ class Evaluator:
                 clean_total += float(part.metric(record(model, layout, clean)[0]).to(torch.float64).sum())
                 if keep:
                     cache.append(self.ablator.values(clean, corrupt))
+                self._step()
             self._cache = cache if keep else None
         self.metric_clean = clean_total / self.n
         self.metric_ablated = self.metric_of_masks(self._valid.unsqueeze(0))[0]
@@ -109,6 +115,7 @@ class Evaluator:
     def metric_of_masks(self, masks: torch.Tensor) -> list[float]:
         """Mean task metric with each ``[S, Dst]`` patch mask in `masks` (``[K, S, Dst]``)."""
         totals = torch.zeros(masks.shape[0], dtype=torch.float64)
+        self._expected += self._n_batches
         with prepared(self.model) as layout:
             dev = device_of(self.model)
             for i, (part, clean, corrupt) in enumerate(batches(self.dataset, self.batch_size, dev)):
@@ -118,7 +125,13 @@ class Evaluator:
                     chunk = masks[start:start + per_pass].to(dev)
                     logits = patched_logits(self.model, layout, clean, ablated, chunk)
                     totals[start:start + chunk.shape[0]] += metric_per_copy(part, logits, chunk.shape[0]).sum(1).cpu()
+                self._step()
         return (totals / self.n).tolist()
+
+    def _step(self) -> None:
+        self._done += 1
+        if self.progress is not None:
+            self.progress("evaluating (forward batches)", self._done, max(self._expected, self._done))
 
     def normalise(self, m: float) -> float:
         return (m - self.metric_ablated) / (self.metric_clean - self.metric_ablated)

@@ -176,3 +176,27 @@ def node_graph(shape: ModelShape, layout: Layout, node_scores: dict[str, float])
         src, dst, qkv = layout.edge_key(s, d)
         edges.append(Edge(src, dst, QKV(qkv) if qkv else None, None, in_circuit=False))
     return CircuitGraph(shape, tuple(nodes), tuple(edges))
+
+
+def selected_graph(shape: ModelShape, layout: Layout, kept: list[list[bool]],
+                   scores: list[list[float | None]]) -> CircuitGraph:
+    """The graph of a method that chooses its own circuit: every valid edge, with the score the
+    method gave it (None where it asked nothing), ``in_circuit`` where it kept the edge, and
+    dangling edges (on no input->logits path) pruned from the circuit.
+
+    Node scores are the sums of their scored outgoing edges (None when none is scored).
+    """
+    layout.check_shape(shape)
+    out_sum: list[float | None] = [None] * layout.n_sources
+    edges = []
+    for s, d in layout.edges():
+        src, dst, qkv = layout.edge_key(s, d)
+        value = scores[s][d]
+        if value is not None:
+            out_sum[s] = (out_sum[s] or 0.0) + float(value)
+        edges.append(Edge(src, dst, QKV(qkv) if qkv else None, None if value is None else float(value),
+                          in_circuit=bool(kept[s][d])))
+    alive = {e.src for e in edges if e.in_circuit} | {e.dst for e in edges if e.in_circuit}
+    nodes = [Node.of(n, score=out_sum[i], in_circuit=n in alive) for i, n in enumerate(layout.sources)]
+    nodes.append(Node.of("logits", in_circuit="logits" in alive))
+    return CircuitGraph(shape, tuple(nodes), tuple(edges)).prune_dangling()

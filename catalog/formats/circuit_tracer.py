@@ -30,8 +30,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from catalog.bounds import FiniteFloat, Id, Short, Text
 from catalog.errors import FormatError, InvalidInputError
 from catalog.formats.common import import_provenance, require_keys, shape_for_name
 from catalog.formats.files import KNOWN_TASK_SLUGS, RawFile, infer_task
@@ -68,7 +71,7 @@ def decimal_unpair(z: int, layer: int) -> int | None:
     k = 1
     while layer * 10**k <= z:
         if z // 10**k == layer:
-            return z - layer * 10**k
+            return int(z - layer * 10**k)
         k += 1
     return None
 
@@ -104,6 +107,7 @@ def _checked(raw: RawFile, indices: dict[str, int]) -> dict[str, int]:
     return indices
 
 
+MAX_DICTIONARY = 64  # characters of a dictionary name kept in feature ids
 _MAX_CODE = 2**63 - 1  # a feature code must fit a 64-bit integer
 _MAX_INDEX = 2**31 - 1  # positions, token ids and decoded feature indices
 
@@ -133,7 +137,57 @@ def _dictionary(meta: dict[str, Any]) -> tuple[str, str | None]:
     if tset is None and isinstance(scan, str) and "/" in scan:
         tset = scan
     name = (tset or "transcoder").rstrip("/").rsplit("/", 1)[-1].replace("[", "(").replace("]", ")")
+    # The dictionary becomes part of every feature id: keep it printable and id-sized.
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in "<>")[:MAX_DICTIONARY]
     return name or "transcoder", tset
+
+
+class _Record(BaseModel):
+    """A circuit-tracer record: the fields the importer reads are typed; others pass through."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _NodeDoc(_Record):
+    node_id: Id
+    feature_type: Short
+    clerp: Text | None = None
+
+
+class _LinkDoc(_Record):
+    source: Id
+    target: Id
+    weight: FiniteFloat | int
+
+
+_SUPERNODES: TypeAdapter[list[list[Text]]] = TypeAdapter(
+    list[Annotated[list[Text], Field(min_length=1)]], config=ConfigDict(strict=True))
+
+
+def _supernodes(raw: RawFile, value: Any) -> list[list[str]]:
+    """``qParams.supernodes``: a list of groups, each a label then node ids (missing: none)."""
+    if value is None:
+        return []
+    try:
+        return _SUPERNODES.validate_python(value)
+    except ValidationError as exc:
+        raise FormatError(f"{raw.display_name}: qParams.supernodes{_where(exc)} must be a list of lists of "
+                          "strings: a label, then node ids.") from None
+
+
+def _where(exc: ValidationError) -> str:
+    loc = exc.errors()[0]["loc"]
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc)
+
+
+def _record(model: type[_Record], value: Any, raw: RawFile, where: str) -> None:
+    """Check one node or link against its model; the message names the record and the field."""
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise FormatError(f"{raw.display_name}: {where}{_where(exc)}: {err['msg']} (got "
+                          f"{repr(err.get('input'))[:60]}).") from None
 
 
 def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = None,
@@ -167,6 +221,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
         nid = nd.get("node_id")
         if not isinstance(nid, str) or not nid:
             raise FormatError(f"{raw.display_name}: nodes[{i}] has no node_id string.")
+        _record(_NodeDoc, nd, raw, f"nodes[{i}]")
         if nid in seen:
             raise FormatError(f"{raw.display_name}: node_id '{nid}' appears twice; remove the duplicate.")
         seen.add(nid)
@@ -250,15 +305,11 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                 f"{raw.display_name}: links[{i}] ({src} -> {dst}) has weight {w!r}; weights must "
                 "be finite numbers."
             )
+        _record(_LinkDoc, link, raw, f"links[{i}]")
         edges.append(Edge(ids[str(src)], ids[str(dst)], None, float(w)))
 
     dropped = 0
-    for j, group in enumerate(qparams.get("supernodes") or []):
-        if not isinstance(group, list) or not group or not all(isinstance(x, str) for x in group):
-            raise FormatError(
-                f"{raw.display_name}: qParams.supernodes[{j}] must be a list of strings: a label, "
-                "then node ids."
-            )
+    for group in _supernodes(raw, qparams.get("supernodes")):
         members = tuple(dict.fromkeys(ids[m] for m in group[1:] if m in ids))
         dropped += sum(m not in ids for m in group[1:])
         if members:
@@ -399,7 +450,7 @@ def to_document(circuit: Circuit) -> dict[str, Any]:
     meta.setdefault("prompt_tokens", params.get("prompt_tokens", []))
     meta.setdefault("prompt", params.get("prompt", ""))
     meta.setdefault("schema_version", 1)
-    qparams = {"linkType": "both", "clickedId": "", "sg_pos": ""} | dict(kept.get("qparams") or {})
+    qparams: dict[str, Any] = {"linkType": "both", "clickedId": "", "sg_pos": ""} | dict(kept.get("qparams") or {})
     qparams = {"pinnedIds": [file_id[p] for p in kept.get("pinned", []) if p in file_id],
                "supernodes": [s for s in supernodes if len(s) > 1]} | \
               {k: v for k, v in qparams.items() if k not in ("pinnedIds", "supernodes")}

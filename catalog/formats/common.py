@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from catalog.bounds import MAX_ID, MAX_INT, MAX_NAME, MAX_SHORT, MAX_TEXT, check_json_value, text_problem
 from catalog.errors import FormatError, InvalidInputError
 from catalog.formats.files import RawFile, check_finite_json
 from catalog.graph import ModelShape
-from catalog.provenance import Provenance, Selection, Source
+from catalog.provenance import Circuit, Provenance, Selection, Source
 from catalog.shapes import KNOWN_SHAPES, canonical_model_name, known_shape
 
 
@@ -97,3 +98,47 @@ def require_keys(doc: Any, keys: tuple[str, ...], raw: RawFile, fmt: str) -> dic
             "key. Check the file, or pass the right --format."
         )
     return doc
+
+
+_PROVENANCE_LIMITS = {"source_format": MAX_SHORT, "method": MAX_SHORT, "source_sha256": 64,
+                      "dataset_hash": 128, "metric": MAX_ID, "created_by": MAX_ID,
+                      "source_file": MAX_TEXT, "citation": MAX_TEXT, "notes": MAX_TEXT}
+_INT32 = 2**31 - 1  # INTEGER columns on PostgreSQL
+
+
+def check_circuit(c: Circuit, where: str) -> None:
+    """Refuse a circuit read from a file whose values the catalog could not store or show:
+    text over its column's width or with lone surrogates / NUL, JSON values that are nested too
+    deep, non-finite or wider than 64 bits, integers over their column's range. Every format
+    passes through here, so PostgreSQL never sees an over-long value and SQLite never keeps one.
+    """
+    g = c.graph
+    texts: list[tuple[str, str | None, int]] = [
+        ("circuit name", c.name, MAX_NAME), ("task", c.task, MAX_ID), ("model name", g.shape.name, MAX_ID),
+        ("model revision", g.shape.revision, MAX_ID),
+        *(("tag", t, MAX_ID) for t in c.tags),
+        *(("node id", n.id, MAX_ID) for n in g.nodes),
+        *(("annotation", a.value, MAX_TEXT) for a in g.annotations),
+        *(("annotation node", a.node, MAX_ID) for a in g.annotations),
+        *(("annotation member", m, MAX_ID) for a in g.annotations for m in a.members),
+        *((f"provenance {k}", getattr(c.provenance, k), n) for k, n in _PROVENANCE_LIMITS.items()),
+        *(("library name", k, MAX_ID) for k in c.provenance.library_versions),
+        *(("library version", v, MAX_ID) for v in c.provenance.library_versions.values()),
+    ]
+    for what, value, limit in texts:
+        if value is None:
+            continue
+        problem = text_problem(value, limit)
+        if problem:
+            shown = value[:40] + ("..." if len(value) > 40 else "")
+            raise FormatError(f"{where}: the {what} {shown!r} {problem}; shorten or fix it in the file.")
+    for what, number in (("dataset size", c.provenance.dataset_size), ("seed", c.provenance.seed)):
+        if number is not None and abs(number) > (_INT32 if what == "dataset size" else MAX_INT):
+            raise FormatError(f"{where}: the {what} {number} is out of range.")
+    for n in g.nodes:
+        for what, number, limit in (("position", n.position, _INT32), ("feature", n.feature, MAX_INT),
+                                    ("token", n.token, MAX_INT)):
+            if number is not None and abs(number) > limit:
+                raise FormatError(f"{where}: node {n.id[:60]!r} has {what} {number}, out of range.")
+    check_json_value(c.metrics, f"{where}: metrics")
+    check_json_value(c.provenance.method_params, f"{where}: method parameters")

@@ -27,6 +27,9 @@ FORMAT = "eap-ig"
 # Share of scored edges kept when a file carries scores but no selection (MIB importance files):
 # 2% of GPT-2 small's 32,491 edges is 650, the size of published IOI circuits in edges.
 DEFAULT_IMPORTANCE_FRACTION = 0.02
+# The largest full graph `write` produces: ~10 million edges is a ~700 MB file, beyond any model
+# EAP-IG is run on (GPT-2 small has 32,491; a 32-layer, 32-head model about 1.7 million).
+MAX_EXPORT_EDGES = 10_000_000
 _COMPONENT_KINDS = (NodeKind.INPUT, NodeKind.ATTENTION, NodeKind.MLP, NodeKind.LOGITS)
 
 
@@ -149,7 +152,11 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
         nodes[node_name] = Node.of(node_name, score=score, in_circuit=flag)
 
     edges: list[Edge] = []
-    for edge_name, value in edges_doc.items():
+    # Take each edge out of the parsed document as it is converted, so the document's records are
+    # freed while the circuit is built (the graph puts edges in canonical order anyway), and share
+    # the node id strings instead of keeping two new strings per edge.
+    while edges_doc:
+        edge_name, value = edges_doc.popitem()
         try:
             src, dst, qkv = parse_edge(edge_name)
         except InvalidInputError:
@@ -169,7 +176,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                 f"{raw.display_name}: edge '{edge_name}' maps to {value!r}; expected "
                 '{"score": number, "in_graph": true|false}.'
             )
-        edges.append(Edge(src, dst, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
+        edges.append(Edge(nodes[src].id, nodes[dst].id, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
                           _flag(value["in_graph"], raw, f"edge '{edge_name}'")))
 
     flagged = any(e.in_circuit for e in edges) or any(
@@ -203,11 +210,57 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
 # --- writing ---------------------------------------------------------------------------------
 
 
+def implied_edge_count(n_layers: int, n_heads: int, parallel_attn_mlp: bool) -> int:
+    """How many edges `implied_edges` yields, without building them.
+
+    >>> implied_edge_count(12, 12, False), implied_edge_count(6, 4, True) == sum(1 for _ in implied_edges(6, 4, True))
+    (32491, True)
+    """
+    total, residual = 0, 1
+    for _ in range(n_layers):
+        total += residual * n_heads * 3 + (residual if parallel_attn_mlp else residual + n_heads)
+        residual += n_heads + 1
+    return total + residual
+
+
+def _has_place(src: str, dst: str, qkv: str, shape: Any) -> bool:
+    """Whether edge (src, dst, qkv) is one of the model's implied EAP-IG edges."""
+    def where(node: str) -> tuple[str, int] | None:
+        try:
+            c = parse_node(node)
+        except InvalidInputError:
+            return None
+        if c.position is not None or c.token is not None or c.kind not in _COMPONENT_KINDS:
+            return None
+        return c.kind.value, -1 if c.layer is None else c.layer
+
+    a, b = where(src), where(dst)
+    if a is None or b is None or a[0] == NodeKind.LOGITS.value or b[0] == NodeKind.INPUT.value:
+        return False
+    if b[0] == NodeKind.LOGITS.value:
+        return not qkv
+    if b[0] == NodeKind.ATTENTION.value:
+        return bool(qkv) and (a[0] == NodeKind.INPUT.value or a[1] < b[1])
+    same_layer_head = a[0] == NodeKind.ATTENTION.value and a[1] == b[1] and not shape.parallel_attn_mlp
+    return not qkv and (a[0] == NodeKind.INPUT.value or a[1] < b[1] or same_layer_head)
+
+
 def write(circuit: Circuit, fh: IO[str]) -> None:
     """Write the full graph implied by the model's shape, as ``Graph.from_json`` expects it:
-    every node (logits included) and every edge, with score (0.0 where unscored) and in_graph."""
+    every node (logits included) and every edge, with score (0.0 where unscored) and in_graph.
+
+    The file is streamed edge by edge (memory stays that of the circuit); a model whose full graph
+    has more than `MAX_EXPORT_EDGES` edges is refused, since a file that size is of no use to
+    EAP-IG and a declared shape alone must not make the catalog write for hours.
+    """
     g = circuit.graph
     for n in g.nodes:
+        if n.role is not None:
+            raise FormatError(
+                f"Circuit {circuit.name or circuit.id or ''} is position-resolved (it has node {n.id}); "
+                "EAP-IG graphs hold components at all positions. Export it with --format json or "
+                "--format graphml instead."
+            )
         if n.kind not in _COMPONENT_KINDS or n.position is not None or n.token is not None:
             raise FormatError(
                 f"Circuit {circuit.name or circuit.id or ''} is feature-level (it has node {n.id}); "
@@ -215,29 +268,35 @@ def write(circuit: Circuit, fh: IO[str]) -> None:
                 "--format json or --format graphml instead."
             )
     shape = g.shape
+    count = implied_edge_count(shape.n_layers, shape.n_heads, shape.parallel_attn_mlp)
+    if count > MAX_EXPORT_EDGES:
+        raise FormatError(
+            f"An EAP-IG graph of {shape.name} ({shape.n_layers} layers, {shape.n_heads} heads) has "
+            f"{count:,} edges, over the {MAX_EXPORT_EDGES:,} this exporter writes; export with "
+            "--format json or --format graphml instead."
+        )
+    for e in g.edges:
+        if not _has_place(e.src, e.dst, e.qkv.value if e.qkv else "", shape):
+            raise FormatError(
+                f"Edge {e.id} has no place in an EAP-IG graph of this model; export with --format json "
+                "or --format graphml instead."
+            )
     in_nodes = {n.id for n in g.circuit_nodes}
     scores = {n.id: n.score for n in g.nodes if n.score is not None}
     by_key = {e.key: e for e in g.edges}
-    full = list(implied_edges(shape.n_layers, shape.n_heads, shape.parallel_attn_mlp))
-    missing = set(by_key) - {(s, d, q or "") for s, d, q in full}
-    if missing:
-        first = sorted(missing)[0]
-        raise FormatError(
-            f"Edge {format_edge(first[0], first[1], first[2] or None)} has no place in an EAP-IG "
-            "graph of this model; export with --format json or --format graphml instead."
-        )
-    nodes: dict[str, Any] = {}
-    for node_name in implied_nodes(shape.n_layers, shape.n_heads):
+    cfg = {"n_layers": shape.n_layers, "n_heads": shape.n_heads,
+           "parallel_attn_mlp": shape.parallel_attn_mlp, "d_model": shape.d_model}
+    fh.write('{"cfg": ' + json.dumps(cfg) + ', "nodes": {')
+    for i, node_name in enumerate(implied_nodes(shape.n_layers, shape.n_heads)):
         entry: dict[str, Any] = {"in_graph": node_name == "logits" or node_name in in_nodes}
         if node_name in scores:
             entry["score"] = scores[node_name]
-        nodes[node_name] = entry
-    edges: dict[str, Any] = {}
-    for src, dst, qkv in full:
-        e = by_key.get((src, dst, qkv or ""))
-        score = e.score if e is not None and e.score is not None else 0.0
-        edges[format_edge(src, dst, QKV(qkv) if qkv else None)] = {
-            "score": score, "in_graph": bool(e is not None and e.in_circuit)}
-    cfg = {"n_layers": shape.n_layers, "n_heads": shape.n_heads,
-           "parallel_attn_mlp": shape.parallel_attn_mlp, "d_model": shape.d_model}
-    json.dump({"cfg": cfg, "nodes": nodes, "edges": edges}, fh)
+        fh.write(("" if i == 0 else ", ") + json.dumps(node_name) + ": " + json.dumps(entry, allow_nan=False))
+    fh.write('}, "edges": {')
+    for i, (src, dst, qkv) in enumerate(implied_edges(shape.n_layers, shape.n_heads, shape.parallel_attn_mlp)):
+        found = by_key.get((src, dst, qkv or ""))
+        score = found.score if found is not None and found.score is not None else 0.0
+        name = format_edge(src, dst, QKV(qkv) if qkv else None)
+        fh.write(f'{", " if i else ""}{json.dumps(name)}: {{"score": {json.dumps(score, allow_nan=False)}, '
+                 f'"in_graph": {"true" if found is not None and found.in_circuit else "false"}}}')
+    fh.write("}}")

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -85,22 +86,62 @@ def _too_large(path: Path, limit: int, what: str) -> FormatError:
     )
 
 
-def read_bytes(path: str | os.PathLike[str]) -> tuple[Path, bytes, bytes, bool]:
-    """Read a file within the size limit; return (path, raw bytes, decompressed bytes, gzipped)."""
-    p = Path(path)
-    if not p.exists():
-        raise InvalidInputError(f"{p} does not exist; check the path.")
-    if p.is_dir():
-        raise InvalidInputError(f"{p} is a folder; give the path of one circuit file.")
-    limit = max_import_bytes()
+def _open_regular(p: Path) -> int:
+    """Open `p` for reading only if it is a regular file, without ever blocking.
+
+    O_NONBLOCK keeps a FIFO with no writer from hanging the open; the type is checked on the
+    opened descriptor (fstat), so a path swapped for a FIFO or device after a check is refused too.
+    """
     try:
-        size = p.stat().st_size
-        if size > limit:
-            raise _too_large(p, limit, "file size")
-        with p.open("rb") as fh:
-            raw = fh.read(limit + 1)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InvalidInputError(f"{p} does not exist; check the path.") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{p} is a folder; give the path of one circuit file.") from None
     except OSError as exc:
         raise InvalidInputError(f"Cannot read {p}: {exc.strerror or exc}.") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode):
+        return fd
+    os.close(fd)
+    if stat.S_ISDIR(mode):
+        raise InvalidInputError(f"{p} is a folder; give the path of one circuit file.")
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise InvalidInputError(f"{p} is {kind}; import reads regular files only. Save the circuit to a file first.")
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    """Up to `limit` + 1 bytes from `fd`, in chunks: memory grows with the data, not the limit."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def read_bytes(path: str | os.PathLike[str]) -> tuple[Path, bytes, bytes, bool]:
+    """Read a regular file within the size limit; return (path, raw bytes, decompressed bytes, gzipped)."""
+    p = Path(path)
+    if not str(path).strip():
+        raise InvalidInputError("No file given; pass the path of a circuit file.")
+    limit = max_import_bytes()
+    fd = _open_regular(p)
+    try:
+        if os.fstat(fd).st_size > limit:
+            raise _too_large(p, limit, "file size")
+        # Clear O_NONBLOCK again so reads of a slow (network) file wait instead of failing.
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        raw = _read_at_most(fd, limit)
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read {p}: {exc.strerror or exc}.") from None
+    finally:
+        os.close(fd)
     if len(raw) > limit:
         raise _too_large(p, limit, "file size")
     if raw[:2] != b"\x1f\x8b":
@@ -108,37 +149,49 @@ def read_bytes(path: str | os.PathLike[str]) -> tuple[Path, bytes, bytes, bool]:
             raise FormatError(f"{p.name} ends in .gz but is not gzip data; rename it or recompress it with gzip.")
         return p, raw, raw, False
     try:
-        # Decompress in bounded steps so a gzip bomb stops at the limit.
+        # Decompress in bounded steps so a gzip bomb stops at the limit; pieces are joined once.
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out = bytearray()
+        pieces: list[bytes] = []
+        total = 0
         data = raw
         while data:
-            out += d.decompress(data, limit + 1 - len(out))
-            if len(out) > limit:
+            piece = d.decompress(data, min(1 << 22, limit + 1 - total))
+            pieces.append(piece)
+            total += len(piece)
+            if total > limit:
                 raise _too_large(p, limit, "decompressed size")
             data = d.unconsumed_tail
             if d.eof and d.unused_data:
                 # Concatenated gzip members: let gzip handle them within the same limit.
-                out = bytearray(_gunzip_members(raw, limit, p))
+                pieces = [_gunzip_members(raw, limit, p)]
                 break
-        out += d.flush()
+        else:
+            pieces.append(d.flush())
+        out = b"".join(pieces)
         if len(out) > limit:
             raise _too_large(p, limit, "decompressed size")
         if not d.eof:
             raise FormatError(f"{p.name} is a truncated or corrupt gzip file; recompress it with gzip.")
     except (zlib.error, gzip.BadGzipFile, EOFError):
         raise FormatError(f"{p.name} is a corrupt gzip file; recompress it with gzip.") from None
-    return p, raw, bytes(out), True
+    return p, raw, out, True
 
 
 def _gunzip_members(raw: bytes, limit: int, p: Path) -> bytes:
     import io
 
+    chunks: list[bytes] = []
+    total = 0
     with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
+        while total <= limit:
+            chunk = fh.read(min(1 << 20, limit + 1 - total))  # bounded reads: no preallocation
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > limit:
         raise _too_large(p, limit, "decompressed size")
-    return data
+    return b"".join(chunks)
 
 
 def refuse_binary(p: Path, data: bytes) -> None:
@@ -189,21 +242,52 @@ def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(raw: RawFile) -> Any:
-    """Parse JSON strictly: duplicate keys are an error (they would silently drop an edge)."""
+    """Parse an import file's JSON with `loads_bounded`."""
+    return loads_bounded(raw.text, raw.display_name)
+
+
+def loads_bounded(text: str, where: str, max_depth: int | None = None) -> Any:
+    """Parse JSON text strictly and within bounds: duplicate keys are an error (they would silently
+    drop an edge); so are NaN/Infinity tokens, integers over 20 digits, and anything `bounds`
+    refuses (non-finite floats such as ``1e400``, lone surrogates, nesting over 64 levels)."""
+    from catalog.bounds import (
+        MAX_DOCUMENT_DEPTH,
+        MAX_INT_DIGITS,
+        _NonFinite,
+        _TooLong,
+        check_json_value,
+        parse_int,
+        refuse_constant,
+    )
+
     try:
-        return json.loads(raw.text, object_pairs_hook=_pairs_no_duplicates)
+        doc = json.loads(text, object_pairs_hook=_pairs_no_duplicates, parse_int=parse_int,
+                         parse_constant=refuse_constant)
     except _DuplicateKey as exc:
         raise FormatError(
-            f"{raw.display_name}: the key '{exc.args[0]}' appears twice in one object; "
+            f"{where}: the key '{exc.args[0]}' appears twice in one object; "
             "remove the duplicate (e.g. an edge listed twice)."
+        ) from None
+    except _TooLong as exc:
+        raise FormatError(
+            f"{where} holds an integer {exc.digits} digits long (at most "
+            f"{MAX_INT_DIGITS}); no circuit value is that large. The file is corrupt."
+        ) from None
+    except _NonFinite as exc:
+        raise FormatError(
+            f"{where} holds {exc.args[0]}, which is not JSON; only finite numbers are allowed."
         ) from None
     except json.JSONDecodeError as exc:
         raise FormatError(
-            f"{raw.display_name} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); the file may be truncated. Export it again."
         ) from None
     except RecursionError:
-        raise FormatError(f"{raw.display_name} nests too deeply to be a circuit file.") from None
+        raise FormatError(f"{where} nests too deeply to be a circuit file.") from None
+    except ValueError as exc:  # anything else the decoder refuses (e.g. an out-of-range number)
+        raise FormatError(f"{where} is not valid JSON ({exc}).") from None
+    check_json_value(doc, where, max_depth=max_depth or MAX_DOCUMENT_DEPTH)
+    return doc
 
 
 def infer_task(names: Iterable[str | None]) -> str | None:

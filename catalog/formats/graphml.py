@@ -29,9 +29,10 @@ import json
 import re
 from typing import IO, TYPE_CHECKING, Any
 
+from catalog.bounds import MAX_DEPTH
 from catalog.errors import FormatError
 from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
-from catalog.formats.files import RawFile
+from catalog.formats.files import RawFile, loads_bounded
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Source
 
@@ -58,6 +59,8 @@ def to_networkx(circuit: Circuit, all_edges: bool = False) -> Any:
         "provenance": circuit.provenance.model_dump_json(),
         "annotations": json.dumps([annotation_to_dict(a) for a in g.annotations]),
     }
+    attrs = {k: (v if k in _JSON_ATTRS or not isinstance(v, str) else xml_escape(v)) for k, v in attrs.items()}
+    attrs[ESCAPE_ATTR] = ESCAPE_SCHEME
     G = nx.MultiDiGraph(**{k: v for k, v in attrs.items() if v is not None})
     roles, labels = g.roles(), g.labels()
     for n in g.nodes:
@@ -66,13 +69,46 @@ def to_networkx(circuit: Circuit, all_edges: bool = False) -> Any:
                 "token": n.token, "role": roles.get(n.id),
                 "label": labels.get(n.id) or roles.get(n.id) or n.id, "score": n.score,
                 "in_circuit": n.in_circuit}
-        G.add_node(n.id, **{k: v for k, v in data.items() if v is not None})
+        G.add_node(xml_escape(n.id), **{k: _escaped(v) for k, v in data.items() if v is not None})
     origin = "paper" if circuit.provenance.source is Source.PUBLISHED else None
     for e in g.edges:
         data = {"qkv": e.qkv.value if e.qkv else None, "score": e.score, "in_circuit": e.in_circuit,
                 "origin": origin}
-        G.add_edge(e.src, e.dst, key=e.id, **{k: v for k, v in data.items() if v is not None})
+        G.add_edge(xml_escape(e.src), xml_escape(e.dst), key=xml_escape(e.id),
+                   **{k: _escaped(v) for k, v in data.items() if v is not None})
     return G
+
+
+# Strings are written so the file is always well-formed XML 1.0 and reads back exactly: a
+# backslash becomes two, and each character XML 1.0 cannot carry (C0 controls other than tab and
+# newline, lone surrogates, U+FFFE, U+FFFF) or would not return unchanged (carriage return, which
+# parsers turn into a newline) becomes \uXXXX. Strings without those characters are unchanged.
+# The JSON-valued graph attributes are ASCII JSON already and are left alone.
+ESCAPE_ATTR = "catalog_string_escape"
+ESCAPE_SCHEME = "backslash-u"
+_JSON_ATTRS = frozenset({"model", "tags", "metrics", "provenance", "annotations"})
+_XML_UNSAFE = re.compile("[\\\\\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_ESCAPE = re.compile(r"\\(\\|u[0-9a-fA-F]{4})")
+
+
+def xml_escape(text: str) -> str:
+    r"""`text` in a form XML 1.0 carries unchanged (the scheme above).
+
+    >>> print(xml_escape("a\rb\\c\ufffe"))
+    a\u000db\\c\ufffe
+    >>> xml_unescape(xml_escape("x\r\x1b\ud800\\u0041")) == "x\r\x1b\ud800\\u0041"
+    True
+    """
+    return _XML_UNSAFE.sub(lambda m: "\\\\" if m.group() == "\\" else f"\\u{ord(m.group()):04x}", text)
+
+
+def xml_unescape(text: str) -> str:
+    """Undo `xml_escape`."""
+    return _XML_ESCAPE.sub(lambda m: "\\" if m.group(1) == "\\" else chr(int(m.group(1)[1:], 16)), text)
+
+
+def _escaped(value: Any) -> Any:
+    return xml_escape(value) if isinstance(value, str) else value
 
 
 def _layer(node: Node, n_layers: int) -> int:
@@ -114,10 +150,7 @@ def _json_attr(attrs: dict[str, Any], key: str, raw: RawFile, default: Any) -> A
     value = attrs[key]
     if not isinstance(value, str):
         raise FormatError(f"{raw.display_name}: graph attribute '{key}' must be a JSON string.")
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        raise FormatError(f"{raw.display_name}: graph attribute '{key}' is not valid JSON.") from None
+    return loads_bounded(value, f"{raw.display_name}: graph attribute '{key}'", max_depth=MAX_DEPTH)
 
 
 def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | None = None,
@@ -143,21 +176,30 @@ def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | No
             f"{raw.display_name} is GraphML but was not written by circuit-catalog (no "
             "catalog_schema_version graph attribute); only the catalog's own GraphML can be imported."
         )
+    if attrs.get(ESCAPE_ATTR) not in (None, ESCAPE_SCHEME):
+        raise FormatError(f"{raw.display_name} uses string escape {attrs.get(ESCAPE_ATTR)!r}; this "
+                          f"circuit-catalog reads {ESCAPE_SCHEME!r}. Upgrade circuit-catalog.")
+    escaped = ESCAPE_ATTR in attrs  # files written before the scheme hold raw strings
+
+    def plain(value: Any) -> Any:
+        return xml_unescape(value) if escaped and isinstance(value, str) else value
+
     nodes = []
     for nid, data in G.nodes(data=True):
+        nid = plain(nid)
         entry: dict[str, Any] = {"id": nid, "score": data.get("score"),
                                  "in_circuit": data.get("in_circuit", True)}
         if data.get("token") is not None and data.get("kind") != NodeKind.LOGITS.value:
             entry["token"] = data["token"]
         nodes.append(entry)
-    edges = [{"src": u, "dst": v, "qkv": data.get("qkv"), "score": data.get("score"),
+    edges = [{"src": plain(u), "dst": plain(v), "qkv": plain(data.get("qkv")), "score": data.get("score"),
               "in_circuit": data.get("in_circuit", True)}
              for u, v, _key, data in G.edges(keys=True, data=True)]
     doc_dict = {
         "schema_version": attrs.get("catalog_schema_version"),
         "model": _json_attr(attrs, "model", raw, None),
-        "task": attrs.get("task"),
-        "name": attrs.get("name"),
+        "task": plain(attrs.get("task")),
+        "name": plain(attrs.get("name")),
         "tags": _json_attr(attrs, "tags", raw, []),
         "metrics": _json_attr(attrs, "metrics", raw, {}),
         "provenance": _json_attr(attrs, "provenance", raw, None),

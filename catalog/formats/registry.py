@@ -11,8 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from catalog.atomic import atomic_output, check_target
 from catalog.errors import CatalogError, FormatError, InvalidInputError, suggest
 from catalog.formats import catalog_json, circuit_tracer, eap_ig, graphml
+from catalog.formats.common import check_circuit
 from catalog.formats.files import RawFile, parse_json, read_text
 from catalog.provenance import Circuit
 
@@ -135,9 +137,13 @@ def _read(path: str | os.PathLike[str], format: str | None, model: str | None, t
     reader = FORMATS[slug].reader
     if reader is None:
         raise FormatError(f"Format {slug} cannot be imported.")
+    if doc is not None:
+        raw = replace(raw, text="")  # parsed: let the text go before the circuits are built
     circuits = reader(raw, doc, model=model, task=task, name=name, top_k=top_k)
     if not circuits:
         raise FormatError(f"{raw.display_name} holds no circuit.")
+    for i, c in enumerate(circuits):
+        check_circuit(c, raw.display_name if len(circuits) == 1 else f"{raw.display_name} circuit {i + 1}")
     return circuits
 
 
@@ -199,16 +205,22 @@ def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike
             if isinstance(fh, io.TextIOWrapper):
                 fh.detach()
         return
-    target = Path(path_or_file)  # type: ignore[arg-type]
-    tmp = target.with_name(f".{target.name}.part")
-    fh, _ = _open_out(tmp, spec.binary_writer, gz=target.name.lower().endswith(".gz"))
-    try:
-        with fh:
-            spec.writer(circuit, fh)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    target = check_target(path_or_file)  # type: ignore[arg-type]
+    with atomic_output(target) as raw_out:
+        sink: IO[Any] = raw_out
+        zipped: IO[Any] | None = (gzip.GzipFile(fileobj=raw_out, mode="wb", filename="")  # type: ignore[assignment]
+                                  if target.name.lower().endswith(".gz") else None)
+        if zipped is not None:
+            sink = zipped
+        if spec.binary_writer:
+            spec.writer(circuit, sink)
+        else:
+            text = io.TextIOWrapper(sink, encoding="utf-8", write_through=True)  # type: ignore[arg-type]
+            spec.writer(circuit, text)
+            text.flush()
+            text.detach()
+        if zipped is not None:
+            zipped.close()
 
 
 def import_file(cat: Catalog, path: str | os.PathLike[str], format: str | None = None,

@@ -16,13 +16,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from typing_extensions import Unpack
-
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
+from catalog.bounds import stored_mapping
 from catalog.errors import (
     AmbiguousReferenceError,
     CatalogError,
@@ -70,6 +70,7 @@ from catalog.store.schema import (
     TagRow,
     TaskRow,
 )
+
 
 def model_names(model: str) -> set[str]:
     """The stored names a model filter matches: as given and as the canonical name."""
@@ -176,7 +177,7 @@ class Catalog(Writer):
         tags = s.scalars(select(TagRow.tag).where(TagRow.circuit_id == cid).order_by(TagRow.position)).all()
         return Circuit(graph=graph_from(shape, nodes, edges, anns), task=task,
                        provenance=provenance_from(row), name=row.name, tags=tuple(tags),
-                       metrics=dict(row.metrics or {}), id=cid, run_id=row.run_id)
+                       metrics=stored_mapping(row.metrics), id=cid, run_id=row.run_id)
 
     def attention(self, circuit_id: int) -> AttentionPatterns | None:
         """The attention patterns recorded with a discovered circuit (None when none were:
@@ -199,14 +200,14 @@ class Catalog(Writer):
             if getattr(gone, "rowcount", 0) == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
 
-    def list(self, model: str | None = None, task: str | None = None, method: str | None = None,
+    def circuits(self, model: str | None = None, task: str | None = None, method: str | None = None,
              tag: str | None = None, source: str | None = None) -> list[CircuitSummary]:
         """Summaries of the stored circuits matching every filter given, oldest first."""
         q = _summary_select()
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
-            q = q.where(TaskRow.name == task.strip())
+            q = q.where(func.lower(TaskRow.name) == task.strip().lower())  # IOI finds ioi
         if method:
             q = q.where(CircuitRow.method == method.strip())
         if source:
@@ -254,7 +255,8 @@ class Catalog(Writer):
             return cid
         with self._db.session_scope() as s:
             for what, column in (("task", TaskRow.name), ("circuit name", CircuitRow.name)):
-                q = _summary_select().where(column == text)
+                # names match whatever their case: `catalog show IOI` finds the ioi circuits
+                q = _summary_select().where(func.lower(column) == text.lower())
                 if model:
                     q = q.where(ModelRow.name.in_(model_names(model)))
                 rows = s.execute(q.order_by(CircuitRow.id.desc())).all()
@@ -414,7 +416,7 @@ class Catalog(Writer):
         if model:
             q = q.where(ModelRow.name.in_(model_names(model)))
         if task:
-            q = q.where(TaskRow.name == task.strip())
+            q = q.where(func.lower(TaskRow.name) == task.strip().lower())  # IOI finds ioi
         if _ids is not None:
             q = q.where(RunRow.id.in_(list(_ids)))
         with self._db.session_scope() as s:
@@ -506,7 +508,7 @@ def _summary(r: Any, tags: tuple[str, ...]) -> CircuitSummary:
         id=r.id, name=r.name, model=r.model, task=r.task, method=r.method, source=r.source,
         n_nodes=r.n_nodes, n_edges=r.n_edges, n_heads=r.n_heads, n_mlps=r.n_mlps, n_features=r.n_features,
         n_scored_edges=r.n_scored_edges, created_at=utc(r.created_at), added_at=utc(r.added_at),
-        tags=tags, metrics=dict(r.metrics or {}), run_id=r.run_id,
+        tags=tags, metrics=stored_mapping(r.metrics), run_id=r.run_id,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from catalog.bounds import stored_mapping
 from catalog.errors import InvalidInputError
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
 from catalog.naming import QKV, NodeKind, role_of
@@ -133,9 +134,9 @@ def provenance_from(row: Any) -> Provenance:
                               absolute=bool(row.selection_absolute), greedy=bool(row.selection_greedy))
     return Provenance(
         source=row.source, source_format=row.source_format, source_file=row.source_file,
-        source_sha256=row.source_sha256, method=row.method, method_params=row.method_params or {},
+        source_sha256=row.source_sha256, method=row.method, method_params=stored_mapping(row.method_params),
         dataset_hash=row.dataset_hash, dataset_size=row.dataset_size, seed=row.seed, metric=row.metric,
-        ablation=row.ablation, selection=selection, library_versions=row.library_versions or {},
+        ablation=row.ablation, selection=selection, library_versions=stored_mapping(row.library_versions),
         created_by=row.created_by, created_at=utc(row.created_at), citation=row.citation, notes=row.notes,
     )
 
@@ -179,8 +180,16 @@ def graph_from(shape: ModelShape, nodes: Iterable[Any], edges: Iterable[Any],
                    position=r.position, token=r.token, dictionary=r.dictionary, score=r.score,
                    in_circuit=bool(r.in_circuit), role=role_of(r.node_id)) for r in nodes),
         tuple(Edge(r.src, r.dst, QKV(r.qkv) if r.qkv else None, r.score, bool(r.in_circuit)) for r in edges),
-        tuple(Annotation(AnnotationKind(r.kind), r.value, r.node_id, tuple(r.members or ())) for r in annotations),
+        tuple(Annotation(AnnotationKind(r.kind), r.value, r.node_id, _members(r.members)) for r in annotations),
     )
+
+
+def _members(stored: Any) -> tuple[str, ...]:
+    """A group's member ids as stored; anything but a list of strings (a row written before
+    validation existed) reads as no members, so that circuit still loads."""
+    if not isinstance(stored, list):
+        return ()
+    return tuple(m for m in stored if isinstance(m, str))
 
 
 def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:

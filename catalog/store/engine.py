@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from urllib.parse import quote, unquote
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, Operational
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from catalog.bounds import load_stored_json
 from catalog.errors import (
     AlreadyExistsError,
     CatalogError,
@@ -113,7 +114,8 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         return _sqlite_engine(parsed, create)
     if backend == "postgresql":
         try:
-            return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+            return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10},
+                                 json_deserializer=load_stored_json)
         except (ImportError, ModuleNotFoundError):
             raise StoreUnavailableError(
                 "PostgreSQL needs the psycopg driver: pip install 'circuit-catalog[postgres]'."
@@ -152,6 +154,7 @@ def _sqlite_engine(url: URL, create: bool) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        json_deserializer=load_stored_json,  # one odd stored value must not break every read
         **({"poolclass": StaticPool} if memory else {}),
     )
     _sqlite_events(engine, wal=not memory)

@@ -249,15 +249,17 @@ class Writer:
 
 def as_id(value: Any, what: str = "circuit") -> int:
     """`value` (``12``, ``"#12"``) as a record id; a clear error for anything else."""
-    try:
-        out = int(str(value).lstrip("#")) if not isinstance(value, bool) else None
+    text = str(value).lstrip("#")
+    shown = text if len(text) <= 40 else f"{text[:20]}...{text[-8:]}"  # keep the message one short line
+    try:  # a literal over 19 digits is out of range, and never reaches int() (which refuses 4,300+)
+        out = None if isinstance(value, bool) else MAX_ID + 1 if text.isdigit() and len(text) > 19 else int(text)
     except ValueError:
         out = None
     if out is None or out < 1:
-        raise InvalidInputError(f"'{value}' is not a {what} id; ids are positive integers (see `catalog list`).")
+        raise InvalidInputError(f"'{shown}' is not a {what} id; ids are positive integers (see `catalog list`).")
     if out > MAX_ID:  # beyond any database's integer: no such record (not a driver overflow)
         where = "`catalog runs`" if what == "run" else "`catalog list`"
-        raise NotFoundError(f"No {what} #{value} in the catalog: ids are at most {MAX_ID}. Run {where} to see the ids.")
+        raise NotFoundError(f"No {what} #{shown} in the catalog: ids are at most {MAX_ID}. Run {where} to see the ids.")
     return out
 
 

@@ -34,6 +34,9 @@ def _circuit(task: str) -> Circuit:
     (["reuse", "ioi"], "only taken with --knockout"),
     (["reuse", "--knockout", "ioi", "ioi"], "named twice"),
     (["reuse", "--knockout", "ioi", "--top-k", "0"], "--top-k must be at least 1"),
+    (["reuse", "--knockout", "ioi", "--controls", "-1"], "--controls must be 0 or more"),
+    (["repair", "--task", "colored-objects:n_objects=5", "--from", "colored-objects", "--together"],
+     "give them with --head"),
     (["repair", "--task", "colored-objects:n_objects", "--from", "colored-objects"], "key=value pairs"),
 ])
 def test_bad_input_gives_one_line(cli, catalog_with, args, message):

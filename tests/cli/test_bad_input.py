@@ -181,7 +181,89 @@ CASES = [
     Case("graphml-entities", "g.graphml",
          b'<?xml version="1.0"?><!DOCTYPE g [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
          b"<graphml>&b;</graphml>", "DOCTYPE"),
+    # values no circuit holds: each used to end in an internal error (exit 70) or be stored
+    Case("own-metric-1e400", "c.json", lambda: _own_text('"faithfulness": 0.875', '"faithfulness": 1e400'),
+         "only finite numbers"),
+    Case("own-metric-wider-than-64-bits", "c.json",
+         lambda: _own_text('"faithfulness": 0.875', '"faithfulness": 123456789012345678901234567890'),
+         "30 digits long"),
+    Case("own-metric-5000-digits", "c.json", lambda: _own_text('"faithfulness": 0.875', '"faithfulness": ' + "9" * 5000),
+         "5000 digits long"),
+    Case("own-metric-int-over-int64", "c.json", lambda: _own(lambda d: _set(d["metrics"], "n", 2**64)),
+         "wider than 64 bits"),
+    Case("own-metrics-950-deep", "c.json", lambda: _own_text('"faithfulness": 0.875', '"deep": ' + "[" * 950 + "]" * 950),
+         "nests"),
+    Case("own-metrics-40-deep", "c.json", lambda: _own_text('"faithfulness": 0.875', '"deep": ' + "[" * 40 + "]" * 40),
+         "nests deeper than 32"),
+    Case("own-annotations-950-deep", "c.json",
+         lambda: _own_text('"annotations": [', '"annotations": [' + "[" * 950 + "]" * 950 + ","), "nests"),
+    Case("own-name-lone-surrogate", "c.json", lambda: _own_text('"toy ioi"', '"toy \\ud800 ioi"'), "lone UTF-16 surrogate"),
+    Case("own-tag-lone-surrogate", "c.json", lambda: _own_text('"toy"', '"\\udfff"'), "lone UTF-16 surrogate"),
+    Case("own-tag-over-long", "c.json", lambda: _own(lambda d: _set(d, "tags", ["t" * 201])), "at most 200"),
+    Case("own-name-over-long", "c.json", lambda: _own(lambda d: _set(d, "name", "n" * 301)), "at most 300"),
+    Case("own-task-over-long", "c.json", lambda: _own(lambda d: _set(d, "task", "t" * 201)), "at most 200"),
+    Case("own-method-over-long", "c.json", lambda: _own(lambda d: _set(d["provenance"], "method", "m" * 101)),
+         "at most 100"),
+    Case("own-dataset-size-over-int32", "c.json",
+         lambda: _own(lambda d: _set(d["provenance"], "dataset_size", 2**40)), "out of range"),
+    Case("eap-score-1e400", "ioi.json", lambda: _eap_text('"score": 0.25', '"score": 1e400'), "only finite numbers"),
+    Case("eap-cfg-layers-over-64-bits", "ioi.json", lambda: _eap(_cfg(n_layers=2**70)), "digits long"),
+    Case("eap-infinity-token", "ioi.json", lambda: _eap_text('"score": 0.25', '"score": Infinity'), "not JSON"),
+    Case("ct-supernodes-string", "g.json", lambda: _ct(lambda d: _set(d["qParams"], "supernodes", "abc")),
+         "supernodes", ("--task", "t")),
+    Case("ct-supernodes-object", "g.json", lambda: _ct(lambda d: _set(d["qParams"], "supernodes", {"a": 1})),
+         "supernodes", ("--task", "t")),
+    Case("ct-supernodes-number", "g.json", lambda: _ct(lambda d: _set(d["qParams"], "supernodes", 5)),
+         "supernodes", ("--task", "t")),
+    Case("ct-supernode-label-not-string", "g.json",
+         lambda: _ct(lambda d: _set(d["qParams"], "supernodes", [[1, "3_1200_1"]])), "supernodes", ("--task", "t")),
+    Case("ct-ctx-idx-over-64-bits", "g.json", lambda: _ct(lambda d: _set(d["nodes"][2], "ctx_idx", 2**80)),
+         "digits long", ("--task", "t")),
+    Case("ct-clerp-lone-surrogate", "g.json",
+         lambda: _ct_text('"capital cities"', '"capital \\udbff cities"'), "lone UTF-16 surrogate", ("--task", "t")),
+    Case("ct-node-id-over-long", "g.json", lambda: _ct(lambda d: _set(d["nodes"][0], "node_id", "E" * 201)),
+         "at most 200", ("--task", "t")),
+    Case("ct-clerp-not-text", "g.json", lambda: _ct(lambda d: _set(d["nodes"][2], "clerp", ["x"])),
+         "clerp", ("--task", "t")),
+    Case("graphml-deep-json-attribute", "g.graphml",
+         lambda: _graphml_attr("metrics", "[" * 950 + "]" * 950), "nests"),
+    Case("graphml-json-attribute-1e400", "g.graphml",
+         lambda: _graphml_attr("metrics", '{"faithfulness": 1e400}'), "only finite numbers"),
+    Case("graphml-json-attribute-huge-int", "g.graphml",
+         lambda: _graphml_attr("metrics", '{"n": ' + "7" * 5000 + "}"), "5000 digits long"),
 ]
+
+
+def _own_text(old: str, new: str) -> bytes:
+    text = example_text("catalog-json")
+    assert old in text
+    return text.replace(old, new, 1).encode()
+
+
+def _eap_text(old: str, new: str) -> bytes:
+    text = example_text("eap-ig")
+    assert old in text
+    return text.replace(old, new, 1).encode()
+
+
+def _ct_text(old: str, new: str) -> bytes:
+    text = json.dumps(circuit_tracer_document())
+    assert old in text
+    return text.replace(old, new, 1).encode()
+
+
+def _graphml_attr(key: str, value: str) -> bytes:
+    """Our own GraphML with one JSON-valued graph attribute replaced by `value`."""
+    import re
+    from xml.sax.saxutils import escape
+
+    text = example_text("graphml")
+    key_id = re.search(rf'<key id="([^"]+)" for="graph" attr.name="{key}"', text)
+    assert key_id, text[:2000]
+    out, n = re.subn(rf'(<data key="{key_id.group(1)}">)[^<]*(</data>)',
+                     lambda m: m.group(1) + escape(value) + m.group(2), text, count=1)
+    assert n == 1
+    return out.encode()
 
 
 def test_the_table_is_large_enough():

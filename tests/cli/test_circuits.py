@@ -102,6 +102,20 @@ def test_delete_asks_then_deletes(cli, catalog_with, toy_circuit):
     assert cli("delete", cid, "--yes").exit_code == 1
 
 
+def test_delete_takes_names_and_task_refs_and_shows_what_goes(cli, catalog_with, toy_circuit):
+    first, new = catalog_with(toy_circuit("ioi", ["a0.h0"], name="first"),
+                            toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"], name="second", tags=("x",)))
+    asked = cli("delete", "IOI", input="n\n")  # a task name, any case: its newest circuit
+    assert asked.exit_code == 1
+    assert f"Delete circuit {new} 'second': ioi on toy-2l, eap-ig, 5 nodes and 6 edges, tags x" in asked.stdout
+    gone = cli("delete", "first", "--yes")  # a circuit name
+    assert gone.exit_code == 0 and gone.stdout.startswith(f"deleted circuit {first} 'first'")
+    assert [r["id"] for r in json.loads(cli("list", "--json").stdout)] == [int(new)]
+    assert [r["id"] for r in json.loads(cli("list", "--task", "IOI", "--json").stdout)] == [int(new)]
+    unknown = cli("delete", "iox", "--yes")
+    assert unknown.exit_code == 1 and "Did you mean 'ioi'" in unknown.stderr
+
+
 @pytest.mark.parametrize("fmt", ["json", "graphml", "eap-ig"])
 def test_export_then_import_round_trips_the_circuit(cli, catalog_with, tmp_path, fmt, toy_circuit):
     (cid,) = catalog_with(toy_circuit("ioi", ["a0.h0", "a1.h1"], ["m0"],

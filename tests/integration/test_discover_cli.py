@@ -77,9 +77,10 @@ def test_runs_lists_done_and_failed_runs(db):
     cat.close()
     table = run(db, "runs")
     assert table.exit_code == 0
-    assert "done" in table.stdout and "failed" in table.stdout and "faithfulness is undefined" in table.stdout
+    assert "done" in table.stdout and "failed" in table.stdout  # the error may wrap inside its column
     rows = json.loads(run(db, "runs", "--json").stdout)
     assert [(r["status"], r["circuit_ids"]) for r in rows] == [("done", [good.id]), ("failed", [])]
+    assert "faithfulness is undefined" in rows[1]["error"]
     assert json.loads(run(db, "runs", "--status", "failed", "--json").stdout)[0]["provenance"]["method"] == "eap"
 
 

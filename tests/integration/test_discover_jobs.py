@@ -45,11 +45,12 @@ def test_default_selection_reaches_the_target_faithfulness(catalog):
 
 
 def test_several_methods_in_one_call_are_separate_runs(catalog):
+    # top-k 2: the copy circuit's two edges (one edge alone would leave an empty, refused circuit)
     out = jobs.discover_many(catalog, ["copy"], ["activation-patching", "eap"], model=copy_head_model(),
-                             dataset=copy_dataset(), selection=Selection(rule="top-k", value=1), progress=False)
+                             dataset=copy_dataset(), selection=Selection(rule="top-k", value=2), progress=False)
     assert [c.provenance.method for c in out] == ["activation-patching", "eap"]
     assert [r.status for r in catalog.list_runs()] == ["done", "done"]
-    assert len(catalog.list()) == 2
+    assert len(catalog.circuits()) == 2
 
 
 def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
@@ -63,7 +64,7 @@ def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=ds, progress=False)
     (run,) = catalog.list_runs()
     assert run.status == "failed" and "metric exploded" in run.error and run.circuit_ids == ()
-    assert catalog.list() == []
+    assert catalog.circuits() == []
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_stores_nothing(catalog, monkeypatch):
@@ -77,7 +78,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_stores_nothing(catalog, monkeypatc
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(), progress=False)
     (run,) = catalog.list_runs()
     assert run.status == "interrupted" and "interrupt" in run.error.lower()
-    assert catalog.list() == []
+    assert catalog.circuits() == []
 
 
 def test_bad_method_is_refused_before_any_run_starts(catalog):
@@ -107,13 +108,34 @@ def test_a_job_keeps_its_heads_attention_patterns(catalog):
         catalog.attention(circuit.id)
 
 
+@pytest.mark.parametrize("method, params", [("acdc", {"threshold": 0.05}), ("path-patching", {"threshold": 0.3})])
+def test_a_method_that_selects_keeps_its_circuit_and_records_how(catalog, method, params):
+    circuit = jobs.discover(catalog, "copy", model=copy_head_model(), method=method, dataset=copy_dataset(),
+                            params=params, progress=False)
+    stored = catalog.get(circuit.id)
+    assert {e.id for e in stored.graph.circuit_edges} == {"input->a1.h0<v>", "a1.h0->logits"}
+    assert stored.graph.shape.name == "copy-head-2l"
+    p = stored.provenance
+    assert p.method == method and p.selection.rule.value == "given" and p.method_params["threshold"] == params["threshold"]
+    assert stored.metrics["faithfulness"] > 0.75  # the 0.1-gain distractor paths are left out
+
+
+def test_a_selection_rule_with_only_selecting_methods_is_refused(catalog):
+    from catalog.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="selects its own circuit"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="acdc", dataset=copy_dataset(),
+                      selection=Selection(rule="top-k", value=2), progress=False)
+    assert catalog.list_runs() == []
+
+
 def test_a_selection_that_keeps_nothing_fails_the_run_and_says_what_to_pass(catalog):
     from catalog.errors import DiscoveryError
 
     with pytest.raises(DiscoveryError, match="empty circuit.*--greedy"):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(),
                       selection=Selection(rule="threshold", value=1e9), progress=False)
-    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.circuits() == []
 
 
 def test_a_greedy_top_k_circuit_is_connected_and_recorded_as_greedy(catalog):
@@ -125,3 +147,12 @@ def test_a_greedy_top_k_circuit_is_connected_and_recorded_as_greedy(catalog):
     assert stored.provenance.selection.greedy and stored.provenance.selection.describe().startswith("greedy")
     assert stored.graph.prune_dangling().circuit_edges == stored.graph.circuit_edges  # nothing dangles
     assert COPY_HEAD in stored.graph.heads and not any(m.startswith("warning") for m in said)
+
+
+def test_a_selecting_method_that_keeps_nothing_fails_the_run_and_says_what_to_pass(catalog):
+    from catalog.errors import DiscoveryError
+
+    with pytest.raises(DiscoveryError, match="kept no edge.*--param threshold"):
+        jobs.discover(catalog, "copy", model=copy_head_model(), method="acdc", dataset=copy_dataset(n=4),
+                      params={"threshold": 1e9}, progress=False)
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []

@@ -159,6 +159,18 @@ def test_empty_counterfactual_circuit_is_the_counterfactual_run(model, data):
         assert ev.metric_ablated == pytest.approx(float(data.metric(model(data.corrupt)).double().mean()), abs=1e-5)
 
 
+def test_evaluation_reports_progress_per_forward_batch(model, data):
+    calls: list[tuple[str, int, int]] = []
+    ev = Evaluator(model, data, batch_size=4, progress=lambda *a: calls.append(a))
+    batches_per_pass = -(-len(data) // 4)
+    after_setup = len(calls)
+    assert after_setup == 2 * batches_per_pass  # the clean pass, then the ablated one
+    ev.faithfulness(select(score(model, data, "eap", batch_size=4), Selection(rule="top-k", value=5)))
+    done = [d for _, d, _ in calls]
+    assert done == list(range(1, len(calls) + 1)) and len(calls) == after_setup + batches_per_pass
+    assert all(d <= t for _, d, t in calls) and calls[-1][1] == calls[-1][2]
+
+
 def test_evaluate_reports_faithfulness_cpr_and_cmd_from_one_curve(model, data):
     graph = score(model, data, "eap", batch_size=5)
     ev = Evaluator(model, data, batch_size=5)
@@ -237,7 +249,7 @@ def test_other_architectures_are_scored_and_evaluated(kwargs):
 
 
 def test_registry_and_bad_input_errors(model, data):
-    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp"}
+    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp", "path-patching", "acdc"}
     with pytest.raises(UnknownKeyError, match="Did you mean 'eap-ig'"):
         score(model, data, "eap-gi")
     with pytest.raises(InvalidInputError, match="parameters: steps"):

@@ -15,8 +15,7 @@ import torch
 from test_discovery_fixtures import random_model, toy_dataset
 
 from catalog.discovery.evaluation import Evaluator
-from catalog.discovery.path_patching import (
-    Freeze,
+from catalog.discovery.methods.path_patching import (
     Query,
     parse_receiver,
     parse_sender,

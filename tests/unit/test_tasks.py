@@ -237,3 +237,12 @@ def test_task_file_token_errors(tmp_path: Path, words_tok) -> None:
         task_from_file(_write(tmp_path / "b.jsonl", [json.dumps(uneven)])).build(words_tok, n=1, seed=0)
     with pytest.raises(TaskError, match="does not exist"):
         task_from_file(tmp_path / "missing.jsonl")
+
+
+def test_task_names_ignore_case_and_suggest_the_nearest():
+    from catalog.errors import UnknownKeyError
+    from catalog.tasks import get_task
+
+    assert get_task("IOI").slug == "ioi" and get_task("Colored_Objects").slug == "colored-objects"
+    with pytest.raises(UnknownKeyError, match="Did you mean 'greater-than'"):
+        get_task("Greater-Thn")

@@ -27,6 +27,15 @@ METHODS: dict[str, MethodSpec] = {
                    Granularity.EDGE, f"{_HERE}.eap_ig", MappingProxyType({"steps": 5})),
         MethodSpec("relp", "Relevance patching: EAP with LRP propagation coefficients in place of gradients.",
                    Granularity.EDGE, f"{_HERE}.relp"),
+        MethodSpec("path-patching",
+                   "Path patching: grow a circuit back from the logits, senders to logits, then to the q/k/v "
+                   "of the components found (selects its own circuit).",
+                   Granularity.CIRCUIT, f"{_HERE}.path_patching",
+                   MappingProxyType({"threshold": 0.05, "freeze": "wang"}), exact=True),
+        MethodSpec("acdc", "ACDC: prune edges in order from the logits while KL or the task metric moves less "
+                           "than a threshold (selects its own circuit).",
+                   Granularity.CIRCUIT, f"{_HERE}.acdc", MappingProxyType({"threshold": 0.01, "metric": "kl"}),
+                   exact=True),
         MethodSpec("edge-patching", "Patch each edge in turn (exact, slow: for validating on small models).",
                    Granularity.EDGE, f"{_HERE}.edge_patching", exact=True),
     )

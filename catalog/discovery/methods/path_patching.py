@@ -33,19 +33,24 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from catalog.discovery.contract import MethodInputs, SelectedCircuit
 from catalog.discovery.engine import (
     Ablator,
+    Metric,
     Progress,
     batches,
     device_of,
     max_rows_for,
     n_examples,
-    prepared,
     new_buffer,
+    patched_logits,
+    prepared,
     source_hooks,
+    task_metric,
+    valid_mask,
 )
-from catalog.discovery.layout import QKV_ORDER, Layout
-from catalog.errors import InvalidInputError, suggest
+from catalog.discovery.layout import QKV_ORDER, Layout, selected_graph
+from catalog.errors import DiscoveryError, InvalidInputError, suggest
 from catalog.naming import NodeKind, parse_node
 from catalog.provenance import Ablation
 
@@ -255,7 +260,8 @@ def _clean_run(model: Any, layout: Layout, clean: torch.Tensor) -> tuple[torch.T
             attn[layer] = act.detach().clone()
         return hook
 
-    hooks = source_hooks(model, layout, buf) + [(f"blocks.{l}.hook_attn_out", keep(l)) for l in range(layout.n_layers)]
+    hooks = source_hooks(model, layout, buf) + [(f"blocks.{layer}.hook_attn_out", keep(layer))
+                                                for layer in range(layout.n_layers)]
     with model.hooks(fwd_hooks=hooks):
         logits = model(clean)
     return logits, buf, attn
@@ -294,7 +300,7 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
         return hook
 
     def embed(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        for u, src, w in by_layer[("input", 0)]:
+        for u, _src, w in by_layer[("input", 0)]:
             part = act[u * b:(u + 1) * b]
             act[u * b:(u + 1) * b] = part + w * (ablated[:, :, 0] - part)
         return act
@@ -317,7 +323,7 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
 
 
 def _receiver_pass(model: Any, part: Any, clean: torch.Tensor, patches: list[list[tuple[str, int | None, int, torch.Tensor]]],
-                   seen: dict[str, torch.Tensor]) -> torch.Tensor:
+                   seen: dict[str, torch.Tensor], metric: Metric) -> torch.Tensor:
     """Pass 2: copy c patches ``(hook, head, sender copy u, weights)`` for each of its receivers;
     returns the metric ``[C, B]``."""
     b, copies = clean.shape[0], len(patches)
@@ -340,16 +346,19 @@ def _receiver_pass(model: Any, part: Any, clean: torch.Tensor, patches: list[lis
 
     with model.hooks(fwd_hooks=[(name, make(items)) for name, items in by_hook.items()]):
         logits = model(clean.repeat(copies, 1))
-    return torch.stack([part.metric(logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
+    return torch.stack([metric(part, logits[c * b:(c + 1) * b]).to(torch.float64) for c in range(copies)])
 
 
 @torch.no_grad()
 def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freeze | str = Freeze.WANG,
                ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
-               max_rows: int = 1024, progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               max_rows: int = 1024, progress: Progress | None = None,
+               metric: Metric | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example effects ``[Q, N]`` (``m(clean) - m(patched)``) of each query, and the clean
-    metric ``[N]``. Every query is checked against the model first."""
+    metric ``[N]``. Every query is checked against the model first. `metric` ``(dataset slice,
+    logits) -> [B]`` defaults to the dataset's own."""
     freeze, ablation = freeze_of(freeze), Ablation(ablation)
+    metric = metric or task_metric
     with prepared(model, split_qkv=True) as layout:
         for q in queries:
             check_query(layout, q)
@@ -364,7 +373,7 @@ def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freez
             b = clean.shape[0]
             hi = lo + b
             logits, clean_buf, clean_attn = _clean_run(model, layout, clean)
-            base = part.metric(logits).to(torch.float64)
+            base = metric(part, logits).to(torch.float64)
             base_all[lo:hi] = base.cpu()
             ablated = ablator.values(clean, corrupt)
             per_pass = max(1, max_rows_for(model, layout, clean.shape[1], max_rows) // b)
@@ -385,7 +394,7 @@ def path_patch(model: Any, dataset: Any, queries: Sequence[Query], freeze: Freez
                             record.add(name)
                     patches.append(items)
                 seen = _sender_pass(model, layout, freeze, clean, clean_buf, clean_attn, ablated, sender_rows, record)
-                patched = _receiver_pass(model, part, clean, patches, seen)
+                patched = _receiver_pass(model, part, clean, patches, seen, metric)
                 effects[chunk, lo:hi] = (base.unsqueeze(0) - patched).cpu()
             lo = hi
             if progress:
@@ -444,3 +453,101 @@ def path_effect(loaded_model: Any, dataset: Any, sender: str, receivers: Sequenc
         effect_mean=float(row.mean()), effect_std=float(row.std(unbiased=False)),
         metric_clean=float(base.mean()), per_example=[float(x) for x in row],
     )
+
+
+# --- a circuit, built backwards from the logits -------------------------------------------------
+
+def _component_destinations(layout: Layout, src: int) -> list[int]:
+    """The destinations through which a component reads the residual stream."""
+    node = layout.sources[src]
+    comp = parse_node(node)
+    if comp.kind is NodeKind.MLP:
+        return [layout.mlp_dest(comp.layer)]  # type: ignore[arg-type]
+    return [layout.head_dest(comp.layer, x, comp.head) for x in QKV_ORDER]  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def discover_paths(model: Any, dataset: Any, threshold: float = 0.05, freeze: Freeze | str = Freeze.WANG,
+                   ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
+                   max_rows: int = 1024, progress: Progress | None = None, metric: Metric | None = None,
+                   ) -> tuple[list[list[bool]], list[list[float | None]], float]:
+    """Grow a circuit backwards from the logits by path patching.
+
+    First every sender (``input``, each head and MLP) is patched with the logits as receiver;
+    then, for each component found so far, every upstream sender with each of its inputs (a
+    head's q, k and v separately, an MLP's input) as receiver; and so on until no new component
+    is found. An edge is kept when its mean effect is at least `threshold` times the full effect
+    ``|m(clean) - m(ablated)|`` in absolute value. Returns (kept ``[S][Dst]``, the mean effect of
+    every edge asked about ``[S][Dst]`` (None elsewhere), the full effect).
+    """
+    if not (0.0 <= threshold < float("inf")):
+        raise InvalidInputError(f"The path-patching threshold must be a finite number >= 0, got {threshold}.")
+    freeze, ablation = freeze_of(freeze), Ablation(ablation)
+    metric = metric or task_metric
+    full = _full_effect(model, dataset, ablation, batch_size, metric)
+    layout = Layout.for_model(model)
+    kept = [[False] * layout.n_destinations for _ in range(layout.n_sources)]
+    scores: list[list[float | None]] = [[None] * layout.n_destinations for _ in range(layout.n_sources)]
+    explored: set[int] = set()
+    frontier = [layout.logits_dest]
+    level = 0
+    while frontier:
+        pairs = [(s, d) for d in frontier for s in range(layout.n_upstream(d))]
+        queries = [Query(Sender(layout.sources[s]), (_receiver_of(layout, d),)) for s, d in pairs]
+        level += 1
+
+        def report(phase: str, done: int, total: int, level: int = level) -> None:
+            if progress:
+                progress(f"path patching, receivers at depth {level}", done, total)
+
+        effects, _ = path_patch(model, dataset, queries, freeze, ablation, batch_size, max_rows, report, metric)
+        frontier = []
+        for (s, d), row in zip(pairs, effects):
+            scores[s][d] = float(row.mean())
+            if abs(scores[s][d]) >= threshold * full:  # type: ignore[arg-type]
+                kept[s][d] = True
+                if s != 0 and s not in explored:
+                    explored.add(s)
+                    frontier += _component_destinations(layout, s)
+    return kept, scores, full
+
+
+@torch.no_grad()
+def _full_effect(model: Any, dataset: Any, ablation: Ablation, batch_size: int, metric: Metric) -> float:
+    """``|m(clean) - m(ablated)|``: the metric with every edge patched against the clean one."""
+    total = 0.0
+    with prepared(model) as layout:
+        ablator = Ablator(model, layout, dataset, ablation, batch_size)
+        every = valid_mask(layout, device_of(model)).unsqueeze(0)
+        for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
+            base = metric(part, model(clean)).to(torch.float64)
+            patched = metric(part, patched_logits(model, layout, clean, ablator.values(clean, corrupt), every))
+            total += float((base - patched.to(torch.float64)).sum())
+    full = abs(total / n_examples(dataset))
+    if full < 1e-9:
+        raise DiscoveryError("The clean and ablated runs give the same metric, so no path can carry an "
+                             "effect: check the task, the model or the ablation.")
+    return full
+
+
+def _receiver_of(layout: Layout, dest: int) -> Receiver:
+    node, qkv = layout.destinations[dest]
+    return Receiver(node, (qkv,) if qkv else ())
+
+
+def run(inputs: MethodInputs, threshold: float = 0.05, freeze: str = Freeze.WANG.value) -> SelectedCircuit:
+    """The `Method` entry point: the circuit `discover_paths` grows, edges scored by their
+    path-patching effect."""
+    from catalog.discovery.scoring import model_and_shape
+
+    model, shape = model_and_shape(inputs.model)
+    kept, scores, _ = discover_paths(model, inputs.dataset, _number(threshold), freeze, inputs.ablation,
+                                     inputs.batch_size, progress=inputs.progress, metric=inputs.metric)
+    return SelectedCircuit(selected_graph(shape, Layout.for_model(model), kept, scores))
+
+
+def _number(value: Any) -> float:
+    """A threshold given as a parameter (``--param threshold=0.02``), checked to be a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"The path-patching threshold must be a number (e.g. --param threshold=0.02), got {value!r}.")
+    return float(value)
