@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,7 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> 
         time.sleep(0.05)
 
 
-def _three_circuit_file(tmp_path: Path) -> Path:
-    from conftest import make_toy_circuit
-
+def _three_circuit_file(tmp_path: Path, make_toy_circuit: Any) -> Path:
     from catalog.formats.catalog_json import circuit_to_dict
 
     circuits = [make_toy_circuit(t, ["a0.h0", "a1.h1"], name=t) for t in ("ioi", "greater-than", "induction")]
@@ -66,12 +65,12 @@ def _three_circuit_file(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated by SIGTERM"),
                                              (signal.SIGHUP, 129, "terminated by SIGHUP"),
                                              (signal.SIGINT, 130, "interrupted by SIGINT")])
-def test_a_signal_mid_import_rolls_the_whole_file_back(tmp_path, sig, code, said):
+def test_a_signal_mid_import_rolls_the_whole_file_back(tmp_path, sig, code, said, toy_circuit):
     from catalog.store import Catalog
 
     db, marker = tmp_path / "c.db", tmp_path / "first-added"
     Catalog.open(str(db)).close()
-    proc = _spawn("slow-import", str(db), str(_three_circuit_file(tmp_path)), str(marker))
+    proc = _spawn("slow-import", str(db), str(_three_circuit_file(tmp_path, toy_circuit)), str(marker))
     _wait_for(marker, proc)  # the first circuit is written, the transaction still open
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
@@ -121,8 +120,8 @@ def test_a_run_killed_without_a_word_shows_as_stale_and_cleanup_fails_it(tmp_pat
 # --- deduplication -------------------------------------------------------------------------------------
 
 
-def test_importing_the_same_file_twice_names_the_existing_circuits(cli, tmp_path):
-    path = _three_circuit_file(tmp_path)
+def test_importing_the_same_file_twice_names_the_existing_circuits(cli, tmp_path, toy_circuit):
+    path = _three_circuit_file(tmp_path, toy_circuit)
     first = cli("import", str(path), "--json")
     assert first.exit_code == 0, first.stderr
     ids = json.loads(first.stdout)["ids"]
@@ -195,11 +194,10 @@ def test_read_commands_on_a_missing_catalog_say_so_and_create_nothing(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs root and unshare to mount a folder read-only")
-def test_a_catalog_on_a_read_only_mount_can_be_read(tmp_path):
-    from conftest import make_toy_circuit
-
+def test_a_catalog_on_a_read_only_mount_can_be_read(tmp_path, toy_circuit):
     from catalog.store import Catalog
 
+    make_toy_circuit = toy_circuit
     folder = tmp_path / "shared"
     folder.mkdir()
     cat = Catalog.open(str(folder / "c.db"))
