@@ -268,6 +268,60 @@ class CircuitGraph:
         graph is not position-resolved)."""
         return tuple(dict.fromkeys(n.role for n in self.nodes if n.role is not None))
 
+    def at_role(self, role: str) -> CircuitGraph:
+        """Only the nodes at `role` (and the edges among them); a role the graph does not have is
+        an error listing those it has.
+
+        >>> s = ModelShape("toy", n_layers=2, n_heads=2)
+        >>> sorted(CircuitGraph.build(s, ["a1.h0@END", "m0@S2"]).at_role("END").heads)
+        ['a1.h0@END']
+        """
+        roles = self.position_roles()
+        if not roles:
+            raise InvalidInputError("This circuit is not position-resolved (its nodes have no roles); "
+                                    "discover it with --positions to compare per role.")
+        if role not in roles:
+            raise InvalidInputError(f"The circuit has no role {role}. Its roles: {', '.join(roles)}.")
+        return self.restrict_to(n.id for n in self.nodes if n.role == role)
+
+    def collapse_positions(self) -> CircuitGraph:
+        """Components instead of (component, position) nodes: a component's score is the sum of its
+        scores over positions and roles, and it is in the circuit when any of them is. Edges between
+        positioned nodes collapse likewise (scores summed); annotations on them are dropped.
+
+        >>> s = ModelShape("toy", n_layers=2, n_heads=2)
+        >>> g = CircuitGraph.build(s, ["a1.h0@END", "a1.h0@S2"], node_scores={"a1.h0@END": 1.0, "a1.h0@S2": 0.5})
+        >>> [(n.id, n.score) for n in g.collapse_positions().nodes]
+        [('a1.h0', 1.5)]
+        """
+        from catalog.naming import component_of
+
+        if not any(n.role is not None or n.position is not None for n in self.nodes):
+            return self
+        nodes: dict[str, Node] = {}
+        for n in self.nodes:
+            cid = component_of(n.id)
+            old = nodes.get(cid)
+            score = n.score if old is None else (
+                None if old.score is None and n.score is None else (old.score or 0.0) + (n.score or 0.0))
+            flagged = n.in_circuit or (old is not None and old.in_circuit)
+            nodes[cid] = replace(Node.of(cid, token=n.token if n.kind is NodeKind.LOGITS else None),
+                                 score=score, in_circuit=flagged)
+        members = {component_of(n.id) for n in self.circuit_nodes}
+        nodes = {k: replace(v, in_circuit=v.in_circuit or k in members) for k, v in nodes.items()}
+        edges: dict[tuple[str, str, str], Edge] = {}
+        for e in self.edges:
+            src, dst = component_of(e.src), component_of(e.dst)
+            if src == dst:  # one component at two positions: nothing left to connect
+                continue
+            key = (src, dst, e.qkv.value if e.qkv else "")
+            old_e = edges.get(key)
+            score = e.score if old_e is None else (
+                None if old_e.score is None and e.score is None else (old_e.score or 0.0) + (e.score or 0.0))
+            edges[key] = Edge(src, dst, e.qkv, score, e.in_circuit or (old_e is not None and old_e.in_circuit))
+        anns = tuple(a for a in self.annotations if a.node is None and not a.members)
+        return CircuitGraph(self.shape, tuple(nodes.values()), tuple(edges.values()), anns)
+
     def labels(self) -> dict[str, str]:
         return {a.node: a.value for a in self.annotations if a.kind is AnnotationKind.LABEL and a.node}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.discovery import DEFAULT_METHOD, Granularity, MethodSpec, get_method
+from catalog.discovery.scoring import check_positions
 from catalog.errors import DiscoveryError, InvalidInputError, TaskError, suggest
 from catalog.provenance import (
     Ablation,
@@ -48,18 +49,20 @@ def discover(cat: Catalog, task: str | None, model: Any = None, method: str = DE
              device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
              progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
              params: dict[str, Any] | None = None, dataset: Any = None,
-             notify: Notify | None = None) -> Circuit:
+             notify: Notify | None = None, positions: bool = False) -> Circuit:
     """Discover one circuit and store it as a run; return it with its catalog id.
 
     `model` is a model name or path, a `LoadedModel`, or None for the embedded default.
-    `task` names a registered task (or, with `task_file`, names the file's task); a prebuilt
+    `task` names a registered task, with build options after a colon
+    (``ioi:counterfactual=s2-swap``), or, with `task_file`, names the file's task; a prebuilt
     `dataset` skips building one. `params` are method parameters (e.g. ``{"steps": 5}``).
+    `positions` scores (component, role) nodes such as ``a1.h0@END`` instead of components.
     """
     return discover_many(cat, [task] if task else [], [method], model=model,
                          ablation=ablation, selection=selection, n=n, seed=seed,
                          batch_size=batch_size, device=device, dtype=dtype, task_file=task_file,
                          progress=progress, name=name, tags=tags, params=params, dataset=dataset,
-                         notify=notify)[0]
+                         notify=notify, positions=positions)[0]
 
 
 def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], model: Any = None,
@@ -68,13 +71,16 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
                   device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
                   progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
                   params: dict[str, Any] | None = None, dataset: Any = None,
-                  notify: Notify | None = None) -> list[Circuit]:
+                  notify: Notify | None = None, positions: bool = False) -> list[Circuit]:
     """Run every (task, method) pair in turn, one run each, loading the model once.
 
     Stops at the first failure (that run is marked failed; earlier circuits stay stored).
     Each method receives the `params` it takes; a parameter no method takes is an error.
     """
     specs = [get_method(m) for m in methods] or [get_method(DEFAULT_METHOD)]
+    if positions:
+        for spec in specs:
+            check_positions(spec.slug)
     params = dict(params or {})
     unused = set(params) - {k for spec in specs for k in spec.defaults}
     if unused:
@@ -99,12 +105,16 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
 
     loaded = _load(model, device, dtype, say)
     circuits = []
-    for task_name, task_spec in task_specs:
+    for task_name, task_spec, options in task_specs:
         started = time.perf_counter()
-        ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed)
+        ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed, **options)
         built = time.perf_counter() - started
         for spec in specs:
             own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
+            if options:
+                own["task_options"] = dict(options)
+            if positions:
+                own["positions"] = True
             # A method that selects its own circuit is recorded as such ("given" by it), with the
             # parameters that drove its choice in method_params.
             chosen_by = OWN_CHOICE if spec.granularity is Granularity.CIRCUIT else selection
@@ -137,29 +147,39 @@ def path(task: str | None, sender: str, receivers: Sequence[str], model: Any = N
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if n < 1 or batch_size < 1:
         raise InvalidInputError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size}).")
-    (task_name, task_spec), *more = _task_specs([task] if task else [], task_file, None)
+    (task_name, task_spec, options), *more = _task_specs([task] if task else [], task_file, None)
     if more:
         raise InvalidInputError("Path patching answers one question on one task: give --task or --task-file, not both.")
     loaded = _load(model, device, dtype, notify or (lambda _msg: None))
-    ds = task_spec.build(loaded, n=n, seed=seed)
+    ds = task_spec.build(loaded, n=n, seed=seed, **options)
     with _progress(progress, f"{task_name} / path patching") as bar:
         return path_effect(loaded, ds, sender, receivers, freeze, ablation, batch_size, task=task_name,
                            progress=bar)
 
 
-def _task_specs(tasks: Sequence[str], task_file: str | Path | None, dataset: Any) -> list[tuple[str, Any]]:
-    """(task name, TaskSpec or None) for each task to run, checked before any model loads."""
+def _task_specs(tasks: Sequence[str], task_file: str | Path | None,
+                dataset: Any) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(task name, TaskSpec or None, build options) for each task to run, checked before any
+    model loads. A task's options follow its slug: ``ioi:counterfactual=s2-swap``."""
     if dataset is not None:
         if len(tasks) != 1 or task_file is not None:
             raise InvalidInputError("A prebuilt dataset goes with exactly one task name and no task file.")
-        return [(tasks[0], None)]
+        return [(tasks[0], None, {})]
     from catalog.tasks import get_task, task_from_file
+    from catalog.tasks.base import parse_task_ref, task_name
 
-    specs = [get_task(t) for t in tasks]  # `--task IOI` runs, and is stored as, ioi
-    out: list[tuple[str, Any]] = [(spec.slug, spec) for spec in specs]
+    out: list[tuple[str, Any, dict[str, Any]]] = []
+    for ref in tasks:
+        slug, options = parse_task_ref(ref)
+        spec = get_task(slug)  # `--task IOI` runs, and is stored as, ioi
+        unknown = sorted(set(options) - set(spec.options))
+        if unknown:
+            known = ", ".join(f"{k} ({v})" for k, v in sorted(spec.options.items())) or "none"
+            raise TaskError(f"Task {spec.slug} has no parameter {', '.join(unknown)}. Its parameters: {known}.")
+        out.append((task_name(spec.slug, spec, options), spec, options))
     if task_file is not None:
         spec = task_from_file(task_file)
-        out.append((spec.slug, spec))
+        out.append((spec.slug, spec, {}))
     if not out:
         raise TaskError("Name a task with --task (e.g. --task ioi) or give --task-file FILE.jsonl.")
     return out
@@ -191,11 +211,13 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
     import torch
 
     from catalog.discovery import evaluate, evaluator, model_and_shape, score, select
-    from catalog.discovery.selection import check_selected
     from catalog.discovery.attention import record_attention
+    from catalog.discovery.selection import check_selected
 
     method = spec.slug
     _, shape = model_and_shape(loaded)
+    run_params = {k: v for k, v in method_params.items() if k not in ("task_options", "positions")}
+    positions = bool(method_params.get("positions"))
     provenance = Provenance(
         source=Source.DISCOVERY, method=method,
         method_params={**method_params, "batch_size": batch_size, "dtype": dtype},
@@ -210,10 +232,10 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
             torch.manual_seed(seed)
             t0 = time.perf_counter()
             graph = score(loaded, ds, spec, ablation=ablation, batch_size=batch_size,
-                          progress=bar, **method_params)
+                          progress=bar, positions=positions, **run_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
-            ev = evaluator(loaded, ds, ablation, batch_size, progress=bar)
+            ev = evaluator(loaded, ds, ablation, batch_size, progress=bar, positions=positions)
             if spec.granularity is Granularity.CIRCUIT:  # a method that selects keeps its choice
                 chosen, warnings = graph, []
                 if not chosen.circuit_edges:

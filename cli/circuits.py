@@ -69,7 +69,7 @@ def list_(
     json_: JsonOpt = False,
 ) -> None:
     """List the circuits in the catalog (by id), optionally filtered."""
-    rows = open_catalog(ctx).list(model=model, task=task, method=method, tag=tag, source=source)
+    rows = open_catalog(ctx).circuits(model=model, task=task, method=method, tag=tag, source=source)
     if json_:
         print_json(rows)
         return

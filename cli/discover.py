@@ -37,7 +37,8 @@ def discover(
     ctx: typer.Context,
     task: Annotated[list[str] | None, typer.Option(
         "--task", "-t", metavar="TASK", help="Task to find a circuit for: ioi, colored-objects, greater-than, "
-                                             "induction (repeatable).")] = None,
+                                             "induction (repeatable); parameters after a colon, e.g. "
+                                             "ioi:counterfactual=s2-swap.")] = None,
     task_file: Annotated[Path | None, typer.Option(
         "--task-file", metavar="FILE.jsonl", help="Your own task: JSONL records of clean, corrupt, answer, "
                                                   "wrong_answer.")] = None,
@@ -75,6 +76,9 @@ def discover(
     device: Annotated[str | None, typer.Option(
         "--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ... (default: CUDA when present).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or bfloat16.")] = "float32",
+    positions: Annotated[bool, typer.Option(
+        "--positions", help="Score each component at each role the task names (a1.h0@END, m0@S2) "
+                            "instead of at all positions at once.")] = False,
     name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name for the stored circuit(s).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag to add (repeatable).")] = None,
     json_: JsonOpt = False,
@@ -89,7 +93,7 @@ def discover(
         selection=_selection(top_k, threshold, faithfulness, absolute, greedy), n=n, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
         name=name, tags=tuple(tag or ()), params=_params(param or [], steps),
-        notify=lambda msg: err_console.print(msg))
+        notify=lambda msg: err_console.print(msg), positions=positions)
     results = [DiscoveryResult.of(c) for c in circuits]
     if json_:
         print_json(results)

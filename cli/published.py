@@ -46,7 +46,7 @@ def load(
     cat = open_catalog(ctx, create=True)
     added = load_published(cat, names or None, allow_duplicate=allow_duplicate)
     existing = {a.id for a in added if a.duplicate}
-    rows = {r.id: r for r in cat.list(source="published")}
+    rows = {r.id: r for r in cat.circuits(source="published")}
     shown = [rows[a.id] for a in added if a.id in rows]
     if json_:
         print_json(shown)

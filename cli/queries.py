@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", metavar="MODEL", help="Model whose circuits to use, e.g. gpt2-small.")]
+CollapseOpt = Annotated[bool, typer.Option(
+    "--collapse-positions", help="Count components, not (component, role) nodes, in "
+                                 "position-resolved circuits (a1.h0@END and a1.h0@S2 are a1.h0).")]
 
 
 def compare(
@@ -30,13 +33,18 @@ def compare(
         "--include-io", help="Count the input and logits nodes as shared components.")] = False,
     limit: Annotated[int, typer.Option(
         "--limit", metavar="N", help="Components to list per group (0: all).")] = 25,
+    role: Annotated[str | None, typer.Option(
+        "--role", metavar="ROLE", help="Compare only the nodes at this role of position-resolved "
+                                       "circuits (e.g. END).")] = None,
+    collapse_positions: CollapseOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Compare two circuits: sizes, Jaccard and overlap coefficient over nodes, heads, MLPs and
     edges, score-weighted overlap, shared and exclusive components with their roles."""
     from catalog.queries import compare as run
 
-    result = run(open_catalog(ctx), a, b, model=model, matched_k=matched_k, include_io=include_io)
+    result = run(open_catalog(ctx), a, b, model=model, matched_k=matched_k, include_io=include_io,
+                 role=role, collapse_positions=collapse_positions)
     if json_:
         print_json(result)
         return
@@ -54,6 +62,7 @@ def reuse(
         "--plot", metavar="FILE.png", help="Draw the task x task overlap as a heatmap.")] = None,
     limit: Annotated[int, typer.Option(
         "--limit", metavar="N", help="Components to list (0: all).")] = 25,
+    collapse_positions: CollapseOpt = False,
     stable: Annotated[float | None, typer.Option(
         "--stable", metavar="FRACTION", help="Keep only components found in at least this fraction "
                                              "of each task's seeds (discovered circuits; see "
@@ -88,7 +97,8 @@ def reuse(
     from catalog.queries import reuse as run
     from catalog.queries import reuse_heatmap
 
-    result = run(open_catalog(ctx), model=model, kinds=kind or None, stable=stable)
+    result = run(open_catalog(ctx), model=model, kinds=kind or None, stable=stable,
+                 collapse_positions=collapse_positions)
     written = reuse_heatmap(result, plot) if plot is not None else None
     if json_:
         print_json(result.model_copy(update={"plot": str(written) if written else None}))
@@ -116,15 +126,16 @@ def _knockout(ctx: typer.Context, tasks: list[str], model: str | None, top_k: in
 def find(
     ctx: typer.Context,
     component: Annotated[str, typer.Argument(
-        metavar="COMPONENT", help="a9.h9, m10, f3.1200[clt], or a peer spelling (A9.9, L9H9, "
-                                  "blocks.9.attn.hook_result[9]).")],
+        metavar="COMPONENT", help="a9.h9, m10, a1.h0@END (at one role), f3.1200[clt], or a peer "
+                                  "spelling (A9.9, L9H9, blocks.9.attn.hook_result[9]).")],
     model: ModelOpt = None,
+    collapse_positions: CollapseOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Every circuit containing a component, with its role and score there."""
     from catalog.queries import find as run
 
-    hits = run(open_catalog(ctx), component, model=model)
+    hits = run(open_catalog(ctx), component, model=model, collapse_positions=collapse_positions)
     if json_:
         print_json(hits)
         return
@@ -177,6 +188,10 @@ def render_comparison(r: Comparison, limit: int) -> None:
                       f"{s.mlps} MLPs, {s.features} features, {s.edges} edges")
     if not r.include_io:
         console.print("(input and logits are left out of the node counts; --include-io counts them)")
+    if r.role or r.collapse_positions:
+        how = [f"nodes at role {r.role}"] if r.role else []
+        how += ["positions collapsed to components"] if r.collapse_positions else []
+        console.print(f"(compared: {', '.join(how)})")
     _overlap_table(r)
     _components("shared", r.shared, limit, both=True)
     _components("only in A", r.only_a, limit, both=False)

@@ -46,7 +46,8 @@ def sweep(
 ) -> None:
     """Run a grid of discoveries (task x method x model x seed) on a process pool, Ray or Slurm
     into this catalog; resumable, and one failing cell never stops the others."""
-    from catalog.sweeps import SweepSpec, sweep as run
+    from catalog.sweeps import SweepSpec
+    from catalog.sweeps import sweep as run
 
     cat = open_catalog(ctx, create=not list_)
     if list_:

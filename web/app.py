@@ -79,7 +79,7 @@ def create_app(db: str | None = None) -> FastAPI:
     def circuits(model: str | None = None, task: str | None = None, method: str | None = None,
                  tag: str | None = None, source: str | None = None) -> Any:
         """Circuits in the catalog, optionally filtered (as `catalog list --json`)."""
-        return cat.list(model=model, task=task, method=method, tag=tag, source=source)
+        return cat.circuits(model=model, task=task, method=method, tag=tag, source=source)
 
     @app.get("/api/circuits/{ref}", response_model=CircuitDrawing)
     def circuit(ref: str, model: str | None = None, compare: str | None = Query(None)) -> Any:

@@ -33,11 +33,16 @@ if TYPE_CHECKING:
 
 
 def evaluator(loaded_model: Any, dataset: Any, ablation: Any = "counterfactual",
-              batch_size: int = 32, progress: Any = None) -> Evaluator:
-    """An `Evaluator` for circuits of this model on this dataset (imports torch)."""
+              batch_size: int = 32, progress: Any = None, positions: bool = False) -> Evaluator:
+    """An `Evaluator` for circuits of this model on this dataset (imports torch); with
+    `positions`, one for position-resolved circuits (`catalog.discovery.positions.RoleEvaluator`)."""
     from catalog.discovery.evaluation import Evaluator
 
     model, _ = model_and_shape(loaded_model)
+    if positions:
+        from catalog.discovery.positions import RoleEvaluator
+
+        return RoleEvaluator(model, dataset, ablation, batch_size, progress=progress)
     return Evaluator(model, dataset, ablation, batch_size, progress=progress)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from catalog.errors import DiscoveryError, InvalidInputError
 from catalog.provenance import Ablation
@@ -104,7 +104,7 @@ class SelectedCircuit:
     graph: CircuitGraph
 
 
-MethodResult = Union[NodeScores, EdgeScores, SelectedCircuit]
+MethodResult = NodeScores | EdgeScores | SelectedCircuit
 
 
 @runtime_checkable

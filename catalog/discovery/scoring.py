@@ -64,16 +64,50 @@ def result_graph(shape: ModelShape, model: Any, result: MethodResult) -> Circuit
     raise DiscoveryError(f"A method returned {type(result).__name__}, which is not a method result.")
 
 
+#: Functions scoring (component, role) nodes, for ``positions=True`` (see
+#: `catalog.discovery.positions`), by method slug.
+POSITION_RUNNERS: dict[str, str] = {
+    "activation-patching": "catalog.discovery.positions:activation_patching_by_role",
+    "eap": "catalog.discovery.positions:eap_by_role",
+    "eap-ig": "catalog.discovery.positions:attribution_by_role",
+}
+
+
+def check_positions(method: str) -> None:
+    """Raise a one-line error when `method` cannot score (component, role) nodes."""
+    if method not in POSITION_RUNNERS:
+        why = (" Per role, exact edge patching is activation patching (patching every edge out of a "
+               "node is patching the node)." if method == "edge-patching" else "")
+        raise InvalidInputError(
+            f"Method {method} cannot score positions. With --positions use {', '.join(POSITION_RUNNERS)}.{why}"
+        )
+
+
 def score(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
           ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
-          progress: Any = None, metric: Any = None, **params: Any) -> CircuitGraph:
+          progress: Any = None, metric: Any = None, positions: bool = False, **params: Any) -> CircuitGraph:
     """Run a method and return the fully scored graph (nothing selected yet).
 
     Edge methods score every edge (node scores are the sums of outgoing edge scores); node
     methods score heads and MLPs and list every edge unscored; a method that selects its own
-    circuit returns it with its ``in_circuit`` flags set.
+    circuit returns it with its ``in_circuit`` flags set. With `positions`, every (head or MLP,
+    role) node is scored (``a1.h0@END``) and the graph has no edges.
     """
     spec = method if isinstance(method, MethodSpec) else get_method(method)
     inputs = inputs_for(loaded_model, dataset, ablation, batch_size, progress, metric)
     _, shape = model_and_shape(loaded_model)
+    if positions:
+        import importlib
+
+        from catalog.discovery.layout import Layout
+        from catalog.discovery.positions import role_graph
+
+        check_positions(spec.slug)
+        if metric is not None:
+            raise InvalidInputError("Position-resolved scoring uses the task's own metric; drop the metric.")
+        module, func = POSITION_RUNNERS[spec.slug].split(":")
+        run = getattr(importlib.import_module(module), func)
+        Layout.for_model(inputs.model).check_shape(shape)
+        return role_graph(shape, run(inputs.model, dataset, ablation=inputs.ablation, batch_size=batch_size,
+                                     progress=progress, **spec.params(params)))
     return result_graph(shape, inputs.model, spec.run(inputs, **params))

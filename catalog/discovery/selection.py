@@ -2,7 +2,9 @@
 
 Edge-level graphs are cut by edge score, then dangling edges (on no input->logits path) are
 pruned. Greedy selection grows the circuit from the logits backwards instead (EAP-IG's greedy
-top-n), so its edges stay connected to the logits however the scores fall. Node-level graphs (activation patching: node scores, unscored edges) are cut by node
+top-n), so its edges stay connected to the logits however the scores fall. Position-resolved
+graphs (scored ``a1.h0@END`` nodes, no edges) are cut by node score. Node-level graphs
+(activation patching: node scores, unscored edges) are cut by node
 score over heads and MLPs; the circuit is then every edge among the kept components, ``input``
 and ``logits``. The full scored graph is kept either way; only the ``in_circuit`` flags change.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from catalog.errors import DiscoveryError, InvalidInputError
@@ -37,6 +40,10 @@ def n_candidates(graph: CircuitGraph) -> int:
 
 
 def _keep_nodes(graph: CircuitGraph, keep: set[str]) -> CircuitGraph:
+    if not graph.edges:
+        # A position-resolved graph (nodes such as a1.h0@END, no edges): the kept nodes are the circuit.
+        return CircuitGraph(graph.shape, tuple(replace(n, in_circuit=n.id in keep) for n in graph.nodes),
+                            (), graph.annotations)
     ends = {n.id for n in graph.nodes if n.kind in (NodeKind.INPUT, NodeKind.LOGITS)}
     alive = keep | ends
     chosen = graph.with_selection(e.key for e in graph.edges if e.src in alive and e.dst in alive)
@@ -114,8 +121,13 @@ def check_selected(scored: CircuitGraph, chosen: CircuitGraph, selection: Select
     Both messages say what to pass instead. Node-level graphs (kept components are always
     connected through ``input`` and ``logits``) only get the emptiness check.
     """
-    kept = sum(1 for e in chosen.edges if e.in_circuit)
     what = selection.describe()
+    if not scored.edges:  # position-resolved: nodes only, each kept node is the circuit
+        if not any(n.in_circuit for n in chosen.nodes):
+            raise DiscoveryError(f"The selection ({what}) keeps no node; pass a larger --top-k or a lower "
+                                 "--threshold, or --faithfulness F.")
+        return []
+    kept = sum(1 for e in chosen.edges if e.in_circuit)
     instead = "add --greedy to --top-k K (grows a connected circuit from the logits)"
     if kept == 0:
         raise DiscoveryError(
@@ -179,6 +191,9 @@ def select(graph: CircuitGraph, selection: Selection, evaluator: Evaluator | Non
     if rule is SelectionRule.TOP_K:
         if float(value) != int(value):
             raise InvalidInputError(f"--top-k needs a whole number, got {value}.")
+        if selection.greedy and not graph.edges:
+            raise InvalidInputError("--greedy grows a circuit along edges; a position-resolved graph has none. "
+                                    "Drop --greedy: its nodes are selected by score.")
         return (greedy if selection.greedy else top_k)(graph, int(value), selection.absolute)
     if rule is SelectionRule.THRESHOLD:
         return threshold(graph, float(value), selection.absolute)

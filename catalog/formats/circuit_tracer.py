@@ -71,7 +71,7 @@ def decimal_unpair(z: int, layer: int) -> int | None:
     k = 1
     while layer * 10**k <= z:
         if z // 10**k == layer:
-            return z - layer * 10**k
+            return int(z - layer * 10**k)
         k += 1
     return None
 
@@ -450,7 +450,7 @@ def to_document(circuit: Circuit) -> dict[str, Any]:
     meta.setdefault("prompt_tokens", params.get("prompt_tokens", []))
     meta.setdefault("prompt", params.get("prompt", ""))
     meta.setdefault("schema_version", 1)
-    qparams = {"linkType": "both", "clickedId": "", "sg_pos": ""} | dict(kept.get("qparams") or {})
+    qparams: dict[str, Any] = {"linkType": "both", "clickedId": "", "sg_pos": ""} | dict(kept.get("qparams") or {})
     qparams = {"pinnedIds": [file_id[p] for p in kept.get("pinned", []) if p in file_id],
                "supernodes": [s for s in supernodes if len(s) > 1]} | \
               {k: v for k, v in qparams.items() if k not in ("pinnedIds", "supernodes")}

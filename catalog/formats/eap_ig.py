@@ -255,6 +255,12 @@ def write(circuit: Circuit, fh: IO[str]) -> None:
     """
     g = circuit.graph
     for n in g.nodes:
+        if n.role is not None:
+            raise FormatError(
+                f"Circuit {circuit.name or circuit.id or ''} is position-resolved (it has node {n.id}); "
+                "EAP-IG graphs hold components at all positions. Export it with --format json or "
+                "--format graphml instead."
+            )
         if n.kind not in _COMPONENT_KINDS or n.position is not None or n.token is not None:
             raise FormatError(
                 f"Circuit {circuit.name or circuit.id or ''} is feature-level (it has node {n.id}); "

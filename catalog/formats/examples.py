@@ -59,7 +59,7 @@ def eap_ig_document(legacy: bool = False) -> dict[str, Any]:
 
     buf = io.StringIO()
     write_circuit(toy_circuit(), "eap-ig", buf)
-    doc = json.loads(buf.getvalue())
+    doc: dict[str, Any] = json.loads(buf.getvalue())
     if legacy:
         doc["nodes"] = {k: v["in_graph"] for k, v in doc["nodes"].items()}
     return doc

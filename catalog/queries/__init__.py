@@ -15,7 +15,6 @@ from catalog.queries.compare import (
     weighted_overlap,
 )
 from catalog.queries.drawing import CircuitDrawing, drawing
-from catalog.queries.stability import ComponentStability, SeedStability, Stability, stability
 from catalog.queries.reuse import (
     DEFAULT_KINDS,
     ComponentReuse,
@@ -26,6 +25,7 @@ from catalog.queries.reuse import (
     reuse,
     reuse_heatmap,
 )
+from catalog.queries.stability import ComponentStability, SeedStability, Stability, stability
 
 __all__ = [
     "DEFAULT_KINDS",

@@ -102,12 +102,15 @@ class Matched(Overlaps):
 
 
 class Comparison(Overlaps):
-    """The result of `compare`: both sides, every overlap, and the matched-size figures if asked."""
+    """The result of `compare`: both sides, every overlap, and the matched-size figures if asked.
+    ``role`` and ``collapse_positions`` say how position-resolved circuits were compared."""
 
     a: Side
     b: Side
     include_io: bool
     matched: Matched | None = None
+    role: str | None = None
+    collapse_positions: bool = False
 
 
 def weights(graph: CircuitGraph) -> dict[str, float]:
@@ -197,16 +200,39 @@ def side_of(circuit: Circuit) -> Side:
 
 
 def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, matched_k: int | None = None,
-            include_io: bool = False) -> Comparison:
+            include_io: bool = False, role: str | None = None, collapse_positions: bool = False) -> Comparison:
     """Compare circuits `a` and `b`: ids, task names (the newest circuit for the task on the
     model) or circuit names. Without `model`, task names pick the one model both have circuits
     on; several such models, or circuits on different models, are refused with the candidates
     listed. `matched_k` adds the figures at a matched size (see `Matched`). Loads only these
-    two graphs."""
+    two graphs.
+
+    Position-resolved circuits (``a1.h0@END``) compare per (component, role); `role` keeps
+    only the nodes at that role, and `collapse_positions` compares components (a component is in
+    a circuit when it is at any role, its score the sum over roles)."""
     ca, cb = compare_models(cat, a, b, model)
-    return Comparison(a=side_of(ca), b=side_of(cb), include_io=include_io,
-                      matched=at_matched_size(ca.graph, cb.graph, matched_k, include_io) if matched_k else None,
-                      **overlaps(ca.graph, cb.graph, include_io))
+    ga, gb = positioned(ca, role, collapse_positions), positioned(cb, role, collapse_positions)
+    if not collapse_positions and bool(ga.position_roles()) != bool(gb.position_roles()):
+        resolved = ca if ga.position_roles() else cb
+        raise InvalidInputError(
+            f"Circuit #{resolved.id} is position-resolved and the other is not, so their node ids never "
+            "match; add --collapse-positions to compare components."
+        )
+    return Comparison(a=side_of(ca), b=side_of(cb), include_io=include_io, role=role,
+                      collapse_positions=collapse_positions,
+                      matched=at_matched_size(ga, gb, matched_k, include_io) if matched_k else None,
+                      **overlaps(ga, gb, include_io))
+
+
+def positioned(circuit: Circuit, role: str | None, collapse: bool) -> CircuitGraph:
+    """A circuit's graph at one role and/or collapsed to components, as `compare` uses it."""
+    graph = circuit.graph
+    if role is not None:
+        try:
+            graph = graph.at_role(role)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"Circuit #{circuit.id} ({circuit.task}): {exc}") from None
+    return graph.collapse_positions() if collapse else graph
 
 
 def compare_models(cat: Catalog, a: str | int, b: str | int, model: str | None = None) -> tuple[Circuit, Circuit]:
@@ -227,7 +253,7 @@ def _common_model(cat: Catalog, a: str, b: str) -> str | None:
     refs = [r.strip() for r in (a, b) if not r.strip().lstrip("#").isdigit()]
     if not refs:
         return None
-    rows = cat.list()
+    rows = cat.circuits()
     models: dict[str, set[str]] = {}
     for ref in refs:
         by_task = {r.model for r in rows if r.task == ref}

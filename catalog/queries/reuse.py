@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from catalog.atomic import atomic_output, check_target
 from catalog.errors import AmbiguousReferenceError, InvalidInputError, NotFoundError
-from catalog.naming import NodeKind, parse_component, parse_node
+from catalog.naming import NodeKind, component_of, parse_component, parse_node
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,7 +78,7 @@ def only_model(cat: Catalog, model: str | None) -> str:
     if model:
         return model
     counts: dict[str, int] = {}
-    for row in cat.list():
+    for row in cat.circuits():
         counts[row.model] = counts.get(row.model, 0) + 1
     if not counts:
         raise NotFoundError(f"The catalog {cat.url} holds no circuits yet. Import or discover some first.")
@@ -89,17 +89,22 @@ def only_model(cat: Catalog, model: str | None) -> str:
 
 
 def reuse(cat: Catalog, model: str | None = None, kinds: Iterable[NodeKind | str] | None = None,
-          stable: float | None = None) -> Reuse:
+          collapse_positions: bool = False, stable: float | None = None) -> Reuse:
     """How many tasks' circuits contain each component, and the task x task overlap matrix.
 
     Counts use every circuit on the model; the matrix uses the newest circuit per task.
-    Leaves out input and logits unless `kinds` asks for them. With `stable` (a fraction in
-    (0, 1]), each task keeps only the components its discovered circuits contain in at least that
-    fraction of their seeds (see `catalog.queries.stability`)."""
+    Leaves out input and logits unless `kinds` asks for them. Position-resolved nodes
+    (``a1.h0@END``) count per role, or per component with `collapse_positions`. With `stable`
+    (a fraction in (0, 1]), each task keeps only the components its discovered circuits contain
+    in at least that fraction of their seeds (see `catalog.queries.stability`)."""
     model = only_model(cat, model)
     chosen = _kinds(kinds)
     if stable is not None:
+        if collapse_positions:
+            raise InvalidInputError("Give --stable or --collapse-positions, not both.")
         return _stable_reuse(cat, model, chosen, stable)
+    if collapse_positions:
+        return _collapsed_reuse(cat, model, chosen)
     counts = cat.component_counts(model=model, kinds=chosen)
     ov = cat.task_overlap(model, kinds=chosen)
     tasks = ov.tasks
@@ -115,12 +120,45 @@ def reuse(cat: Catalog, model: str | None = None, kinds: Iterable[NodeKind | str
                  tasks=tasks, circuits=ov.circuits, sizes=sizes, shared=shared, jaccard=jaccard)
 
 
+def _collapsed_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...]) -> Reuse:
+    """`reuse` over components, positions and roles collapsed, from one membership fetch."""
+    m = cat.membership(model=model, kinds=kinds)
+    if not m.circuits:
+        raise NotFoundError(f"No circuits on model '{model}'.")
+    sets = {cid: frozenset(component_of(n) for n in nodes) for cid, nodes in m.circuits.items()}
+    where: dict[str, set[int]] = {}
+    for cid, comps in sets.items():
+        for comp in comps:
+            where.setdefault(comp, set()).add(cid)
+    counts = [ComponentReuse(component=comp, kind=parse_node(comp).kind.value,
+                             n_tasks=len({m.tasks[c] for c in cids}), n_circuits=len(cids),
+                             tasks=tuple(sorted({m.tasks[c] for c in cids})))
+              for comp, cids in where.items()]
+    counts.sort(key=lambda c: (-c.n_tasks, -c.n_circuits, c.component))
+    newest: dict[str, int] = {}
+    for cid, task in m.tasks.items():
+        newest[task] = max(cid, newest.get(task, 0))
+    tasks = tuple(sorted(newest))
+    sizes, shared, jaccard = _matrix([sets[newest[t]] for t in tasks])
+    return Reuse(model=model, kinds=tuple(k.value for k in kinds), components=tuple(counts), tasks=tasks,
+                 circuits={t: newest[t] for t in tasks}, sizes=sizes, shared=shared, jaccard=jaccard)
+
+
+def _matrix(chosen: list[frozenset[str]]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...],
+                                                   tuple[tuple[float | None, ...], ...]]:
+    """(sizes, shared counts, Jaccard) of every pair of component sets."""
+    sizes = tuple(len(a) for a in chosen)
+    shared = tuple(tuple(len(a & b) for b in chosen) for a in chosen)
+    jaccard = tuple(tuple((len(a & b) / len(a | b)) if a | b else None for b in chosen) for a in chosen)
+    return sizes, shared, jaccard
+
+
 def _stable_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...], fraction: float) -> Reuse:
     from catalog.queries.stability import stability
 
     if not 0 < fraction <= 1:
         raise InvalidInputError(f"--stable takes a fraction of seeds in (0, 1], e.g. 0.5 (got {fraction}).")
-    tasks = tuple(sorted({r.task for r in cat.list(model=model, source="discovery")}))
+    tasks = tuple(sorted({r.task for r in cat.circuits(model=model, source="discovery")}))
     if not tasks:
         raise NotFoundError(f"No discovered circuits on {model}: --stable compares seeds of discovered circuits.")
     per_task = {t: stability(cat, t, model=model).models[0] for t in tasks}
@@ -132,19 +170,30 @@ def _stable_reuse(cat: Catalog, model: str, kinds: tuple[NodeKind, ...], fractio
                            n_circuits=sum(seeds_with[t].get(c, 0) for t in tasks if c in sets[t]),
                            tasks=tuple(t for t in tasks if c in sets[t])) for c in comps]
     rows.sort(key=lambda r: (-r.n_tasks, -r.n_circuits, r.component))
-    sizes = tuple(len(sets[t]) for t in tasks)
-    shared = tuple(tuple(len(sets[t] & sets[u]) for u in tasks) for t in tasks)
-    jaccard = tuple(tuple((len(sets[t] & sets[u]) / len(sets[t] | sets[u])) if sets[t] | sets[u] else None
-                          for u in tasks) for t in tasks)
+    sizes, shared, jaccard = _matrix([sets[t] for t in tasks])
     return Reuse(model=model, kinds=tuple(k.value for k in kinds), components=tuple(rows), tasks=tasks,
                  circuits={t: per_task[t].circuits[-1] for t in tasks}, sizes=sizes, shared=shared,
                  jaccard=jaccard, stable=fraction)
 
 
-def find(cat: Catalog, component: str, model: str | None = None) -> list[FindHit]:
+def find(cat: Catalog, component: str, model: str | None = None,
+         collapse_positions: bool = False) -> list[FindHit]:
     """Every circuit containing `component` (any spelling `parse_component` reads), with its
-    role and score there. An id without a position matches the component at every position."""
-    return cat.find(parse_component(component), model=model)
+    role and score there. An id without a position matches the component at every position
+    and role; `collapse_positions` gives one hit per circuit, its score summed over them."""
+    hits = cat.find(parse_component(component), model=model)
+    if not collapse_positions:
+        return hits
+    merged: dict[int, FindHit] = {}
+    for h in hits:
+        old = merged.get(h.circuit_id)
+        comp = component_of(h.node_id)
+        if old is None:
+            merged[h.circuit_id] = h.model_copy(update={"node_id": comp})
+        else:
+            score = None if old.score is None and h.score is None else (old.score or 0.0) + (h.score or 0.0)
+            merged[h.circuit_id] = old.model_copy(update={"score": score})
+    return list(merged.values())
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class Stability(_Value):
 
 def stability(cat: Catalog, task: str, model: str | None = None, method: str | None = None) -> Stability:
     """How stable `task`'s discovered circuits are across seeds on each model (or on `model`)."""
-    rows = [r for r in cat.list(task=task, model=model, method=method, source="discovery")]
+    rows = [r for r in cat.circuits(task=task, model=model, method=method, source="discovery")]
     if not rows:
         where = f" on {model}" if model else ""
         how = f" with {method}" if method else ""

@@ -2,7 +2,7 @@
 
 >>> from catalog.store import Catalog
 >>> cat = Catalog.open(":memory:")
->>> cat.list()
+>>> cat.circuits()
 []
 """
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from catalog.analysis.records import AnalysisKind, HeadRole, InterventionResult, RoleReport
 from catalog.store.convert import json_value, utc
 from catalog.store.schema import AnalysisRow, HeadRoleRow
+from catalog.store.writes import table_of
 
 
 def _add(s: Session, circuit_id: int, kind: AnalysisKind, record: Any, params: dict[str, Any],
@@ -26,7 +27,7 @@ def _add(s: Session, circuit_id: int, kind: AnalysisKind, record: Any, params: d
         "dataset_size": ds.n, "seed": ds.seed, "params": json_value(params, "analysis parameters"),
         "result": json_value(result, "analysis result"), "created_at": datetime.now(timezone.utc),
     }
-    table = AnalysisRow.__table__
+    table = table_of(AnalysisRow)
     return int(s.execute(insert(table).values(**values).returning(table.c.id)).scalar_one())
 
 
@@ -37,7 +38,7 @@ def add_roles(s: Session, circuit_id: int, report: RoleReport) -> int:
     rows = [{"analysis_id": aid, "node_id": h.node, "label": h.label,
              "evidence": json_value(h.evidence.model_dump(mode="json"), "head evidence")} for h in report.heads]
     if rows:
-        s.execute(insert(HeadRoleRow.__table__), rows)
+        s.execute(insert(table_of(HeadRoleRow)), rows)
     return aid
 
 

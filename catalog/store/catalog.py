@@ -16,10 +16,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from typing_extensions import Unpack
-
 from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from catalog.analysis.records import InterventionResult, RoleReport
 from catalog.attention import AttentionPatterns
@@ -71,6 +70,7 @@ from catalog.store.schema import (
     TagRow,
     TaskRow,
 )
+
 
 def model_names(model: str) -> set[str]:
     """The stored names a model filter matches: as given and as the canonical name."""
@@ -200,7 +200,7 @@ class Catalog(Writer):
             if getattr(gone, "rowcount", 0) == 0:
                 raise NotFoundError(f"No circuit #{cid} in {self.url}. Run `catalog list` to see the ids.")
 
-    def list(self, model: str | None = None, task: str | None = None, method: str | None = None,
+    def circuits(self, model: str | None = None, task: str | None = None, method: str | None = None,
              tag: str | None = None, source: str | None = None) -> list[CircuitSummary]:
         """Summaries of the stored circuits matching every filter given, oldest first."""
         q = _summary_select()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from urllib.parse import quote, unquote
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url

@@ -27,7 +27,7 @@ class Added(_Record):
 
 
 class CircuitSummary(_Record):
-    """One line of `Catalog.list`: sizes count the circuit's nodes and edges, not every scored one."""
+    """One line of `Catalog.circuits`: sizes count the circuit's nodes and edges, not every scored one."""
 
     id: int
     name: str | None

@@ -144,7 +144,7 @@ class SweepStore:
                                       SweepCellRow.status.in_(RESTARTABLE))
                                .values(status=SweepStatus.RUNNING.value, worker=worker, error=None,
                                        attempts=SweepCellRow.attempts + 1))
-            return bool(result.rowcount)
+            return bool(getattr(result, "rowcount", 0))
 
     def finish(self, sweep_id: int, key: str, *, run_id: int | None, circuit_id: int | None,
                seconds: float, faithfulness: float | None) -> None:

@@ -31,6 +31,8 @@ class TaskDataset:
     with ``pad_id``); ``positions`` [N] is where the next-token logits are read; ``answers`` and
     ``wrong_answers`` [N] are the token ids the metric contrasts. ``extra`` holds further
     per-example tensors (sliced with the rest), ``shared`` tensors common to all examples.
+    ``role_ids`` [N, T] names every position by an index into ``role_names`` (-1 on padding; see
+    `catalog.tasks.roles`); without it the read position is ``END`` and the rest ``OTHER``.
     """
 
     task: str
@@ -48,6 +50,8 @@ class TaskDataset:
     spec: Mapping[str, Any] = field(default_factory=dict)
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
     shared: dict[str, torch.Tensor] = field(default_factory=dict)
+    role_names: tuple[str, ...] = ()
+    role_ids: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.clean.shape[0]
@@ -65,6 +69,10 @@ class TaskDataset:
             raise TaskError(f"Task {self.task}: expected {n} prompts and corrupt prompts.")
         if n and (int(self.positions.min()) < 0 or int(self.positions.max()) >= self.clean.shape[1]):
             raise TaskError(f"Task {self.task}: a read position lies outside the prompt.")
+        if self.role_ids is None:
+            self.role_names, self.role_ids = _plain_role_ids(self.positions, self.clean.shape[1])
+        elif self.role_ids.shape != self.clean.shape or (self.role_ids.numel() and int(self.role_ids.max()) >= len(self.role_names)):
+            raise TaskError(f"Task {self.task}: role_ids must be [N, T] like the prompts, indexing role_names.")
         self._hash: str | None = None
 
     # -- size and slicing -------------------------------------------------------------------
@@ -87,7 +95,8 @@ class TaskDataset:
             corrupt_prompts=self.corrupt_prompts[index], metric_name=self.metric_name,
             metric_fn=self.metric_fn, correct_fn=self.correct_fn, pad_id=self.pad_id,
             spec=self.spec, extra={k: v[index] for k, v in self.extra.items()},
-            shared=dict(self.shared),
+            shared=dict(self.shared), role_names=self.role_names,
+            role_ids=None if self.role_ids is None else self.role_ids[index],
         )
 
     def batches(self, batch_size: int) -> list[TaskDataset]:
@@ -103,12 +112,48 @@ class TaskDataset:
             setattr(out, name, getattr(out, name).to(device))
         out.extra = {k: v.to(device) for k, v in out.extra.items()}
         out.shared = {k: v.to(device) for k, v in out.shared.items()}
+        out.role_ids = None if out.role_ids is None else out.role_ids.to(device)
         out._hash = self._hash
         return out
 
     @property
     def device(self) -> Any:
         return self.clean.device
+
+    # -- roles ------------------------------------------------------------------------------
+
+    def role_index(self, role: str) -> int:
+        """The index of `role` in ``role_names``; a role the task does not have is a one-line error."""
+        from catalog.tasks.roles import check_known
+
+        check_known([role], self.role_names, self.task)
+        return self.role_names.index(role)
+
+    def role_positions(self, role: str) -> torch.Tensor:
+        """[N]: the token index of `role` in each example. A role the task does not have, or one
+        that only some prompts have (a slot of some templates), is a one-line error."""
+        import torch
+
+        index = self.role_index(role)
+        hits = self.role_ids == index
+        missing = int((~hits.any(dim=1)).sum())
+        if missing:
+            raise TaskError(f"Role {role} is missing from {missing} of {len(self)} {self.task} prompts (a slot "
+                            "some templates lack); use a role every prompt has, such as END.")
+        return hits.to(torch.long).argmax(dim=1)
+
+    def first_difference(self) -> torch.Tensor:
+        """[N]: the first position where clean and corrupt prompts differ (T where they never do).
+
+        Under counterfactual ablation nothing before it can be patched: both runs are identical
+        there, because attention only looks back.
+        """
+        import torch
+
+        differs = self.clean != self.corrupt
+        t = self.clean.shape[1]
+        idx = torch.arange(t, device=self.clean.device).expand_as(differs)
+        return torch.where(differs, idx, torch.full_like(idx, t)).min(dim=1).values
 
     # -- metric -----------------------------------------------------------------------------
 
@@ -162,6 +207,18 @@ class TaskDataset:
                 f"metric={self.metric_name!r})")
 
 
+def _plain_role_ids(positions: torch.Tensor, width: int) -> tuple[tuple[str, ...], torch.Tensor]:
+    """``END`` at each read position, ``OTHER`` before it, -1 after (padding)."""
+    import torch
+
+    from catalog.tasks.roles import END, OTHER
+
+    t = torch.arange(width, device=positions.device)[None, :]
+    p = positions[:, None]
+    ids = torch.where(t < p, 0, torch.where(t == p, 1, -1)).to(torch.long)
+    return (OTHER, END), ids
+
+
 # -- metrics shared by several tasks --------------------------------------------------------
 
 def logit_diff(final: torch.Tensor, ds: TaskDataset) -> torch.Tensor:
@@ -207,6 +264,37 @@ class TaskSpec:
             known = ", ".join(sorted(self.options)) or "none"
             raise TaskError(f"Task {self.slug}: unknown option(s) {', '.join(unknown)}. Known: {known}.")
         return self.builder(model, n=n, seed=seed, **options)
+
+
+def parse_task_ref(ref: str) -> tuple[str, dict[str, Any]]:
+    """Split ``slug:key=value,key=value`` into the slug and its build options (whole numbers as ints).
+
+    >>> parse_task_ref("ioi:counterfactual=s2-swap")
+    ('ioi', {'counterfactual': 's2-swap'})
+    >>> parse_task_ref("colored-objects:n_objects=5,shots=0")
+    ('colored-objects', {'n_objects': 5, 'shots': 0})
+    """
+    slug, _, rest = ref.strip().partition(":")
+    options: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise TaskError(f"Task parameter '{part}' in '{ref}' is not key=value; write e.g. "
+                            "ioi:counterfactual=s2-swap.")
+        value = value.strip()
+        options[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return slug, options
+
+
+def task_name(slug: str, spec: TaskSpec, options: Mapping[str, Any]) -> str:
+    """The name a task with these build options is stored under: the slug, then the options that
+    differ from the builder's defaults (``ioi:counterfactual=s2-swap``; plain ``ioi`` for ABC)."""
+    import inspect
+
+    params = inspect.signature(spec.builder).parameters
+    given = {k: v for k, v in sorted(options.items())
+             if k not in params or params[k].default is inspect.Parameter.empty or params[k].default != v}
+    return slug + (":" + ",".join(f"{k}={v}" for k, v in given.items()) if given else "")
 
 
 def get_task(slug: str, registry: Mapping[str, TaskSpec] | None = None) -> TaskSpec:

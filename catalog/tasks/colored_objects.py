@@ -17,6 +17,11 @@ still occurs in training, so a model cannot pass by memorising which colors an o
 cannot fail for lack of having seen a pair. ``templates="heldout"`` uses (surface, opening)
 combinations kept out of training.
 ``n_objects`` (default 3, as published) sets the items per question.
+
+Roles (see `catalog.tasks.roles`), all in the final question: ``QOBJ`` the object the question
+asks about, ``OBJ`` and ``COLOR`` that object and its colour in the list, ``ALT_OBJ`` and
+``ALT_COLOR`` the item the counterfactual asks about, ``OPT_OBJ`` / ``OPT_COLOR`` (``OPT2_OBJ``...)
+the other items, ``END`` the last token; the rest are slots (``QOBJ+1``, ``BOS+12``...).
 """
 
 from __future__ import annotations
@@ -66,9 +71,27 @@ def article(color: str) -> str:
 
 def question(surface: str, opening: str, items: list[tuple[str, str]], query: str) -> str:
     """``Q: On the {surface}, {opening} {items}. What color is the {query}?\\nA:``"""
-    words = [f"{article(c)} {c} {o}" for o, c in items]
-    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + ", and " + words[-1]
-    return f"Q: On the {surface}, {opening} {listed}. What color is the {query}?\nA:"
+    return question_marked(surface, opening, items, query)[0]
+
+
+def question_marked(surface: str, opening: str, items: list[tuple[str, str]],
+                    query: str) -> tuple[str, list[tuple[int, int]], int]:
+    """`question`, the character index of each item's (colour, object), and of the queried object.
+
+    >>> question_marked("desk", "I see", [("pen", "red"), ("cup", "blue")], "cup")[1:]
+    ([(24, 28), (39, 44)], 67)
+    """
+    text = f"Q: On the {surface}, {opening} "
+    at: list[tuple[int, int]] = []
+    for i, (o, c) in enumerate(items):
+        if i:
+            text += ", and " if i == len(items) - 1 else ", "
+        text += f"{article(c)} "
+        at.append((len(text), len(text) + len(c) + 1))
+        text += f"{c} {o}"
+    text += ". What color is the "
+    q_at = len(text)
+    return text + f"{query}?\nA:", at, q_at
 
 
 def sample_items(rng: random.Random, k: int, split: str) -> list[tuple[str, str]]:
@@ -103,10 +126,29 @@ def examples(n: int, seed: int, n_objects: int = 3, split: str = "all", template
         qi = rng.randrange(n_objects)
         surface, opening = rng.choice(frame_pool)
         other = rng.choice([i for i in range(n_objects) if i != qi])
-        clean = prefix + question(surface, opening, items, items[qi][0])
+        text, at, q_at = question_marked(surface, opening, items, items[qi][0])
+        clean = prefix + text
         corrupt = prefix + question(surface, opening, items, items[other][0])
-        out.append(Example(clean, corrupt, items[qi][1].title(), items[other][1].title()))
+        out.append(Example(clean, corrupt, items[qi][1].title(), items[other][1].title(),
+                           marks=item_marks(len(prefix), at, q_at, qi, other)))
     return out
+
+
+def item_marks(start: int, at: list[tuple[int, int]], q_at: int, qi: int,
+               other: int) -> tuple[tuple[str, int], ...]:
+    """Roles of the final question's items and queried object, shifted by the prefix length."""
+    marks: list[tuple[str, int]] = []
+    n_opt = 0
+    for i, (c_at, o_at) in enumerate(at):
+        if i == qi:
+            name = ""
+        elif i == other:
+            name = "ALT_"
+        else:
+            n_opt += 1
+            name = "OPT_" if n_opt == 1 else f"OPT{n_opt}_"
+        marks += [(f"{name}COLOR", start + c_at), (f"{name}OBJ", start + o_at)]
+    return (*marks, ("QOBJ", start + q_at))
 
 
 def build(model: Any, n: int, seed: int, n_objects: int = 3, split: str = "all",

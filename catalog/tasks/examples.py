@@ -14,6 +14,7 @@ from typing import Any
 
 from catalog.errors import TaskError
 from catalog.tasks.base import MetricFn, TaskDataset, logit_diff, top1_is_answer
+from catalog.tasks.roles import named_positions, plain_roles, slot_roles
 from catalog.tasks.tokens import Tokens
 
 #: Values a ``split`` option takes: every combination, the training part, or the held-out part.
@@ -27,6 +28,8 @@ class Example:
     """One clean/corrupt prompt pair; answers are words read right after the prompt.
 
     ``space`` says whether the answer follows a space (" Mary") or is glued on ("32").
+    ``marks`` names key tokens: ``(role, character index in the clean text)``; the token that
+    covers that character takes the role (see `catalog.tasks.roles`).
     """
 
     clean: str
@@ -35,6 +38,7 @@ class Example:
     wrong: str
     space: bool = True
     meta: Mapping[str, Any] = field(default_factory=dict)
+    marks: tuple[tuple[str, int], ...] = ()
 
 
 def held_out(*key: object, fraction: int = 5) -> bool:
@@ -73,6 +77,7 @@ def assemble(task: str, model: Any, examples: Sequence[Example], spec: Mapping[s
     tokens = Tokens(model)
     clean_rows: list[list[int]] = []
     corrupt_rows: list[list[int]] = []
+    role_rows: list[list[str]] = []
     answers: list[int] = []
     wrongs: list[int] = []
     for i, ex in enumerate(examples):
@@ -86,11 +91,13 @@ def assemble(task: str, model: Any, examples: Sequence[Example], spec: Mapping[s
             )
         clean_rows.append(clean)
         corrupt_rows.append(corrupt)
+        role_rows.append(example_roles(tokens, ex, len(clean)))
         answers.append(tokens.word(ex.answer, space=ex.space, what="answer"))
         wrongs.append(tokens.word(ex.wrong, space=ex.space, what="wrong answer"))
     if not clean_rows:
         raise TaskError(f"Task {task}: no examples to build.")
     width = max(len(r) for r in clean_rows)
+    role_names, role_ids = role_tensor(role_rows, width)
     return TaskDataset(
         task=task,
         clean=tokens.pad(clean_rows, width),
@@ -107,4 +114,29 @@ def assemble(task: str, model: Any, examples: Sequence[Example], spec: Mapping[s
         spec=dict(spec),
         extra={k: torch.tensor(list(v), dtype=torch.long) for k, v in (extra or {}).items()},
         shared={k: torch.tensor(list(v), dtype=torch.long) for k, v in (shared or {}).items()},
+        role_names=role_names,
+        role_ids=role_ids,
     )
+
+
+def example_roles(tokens: Tokens, ex: Example, length: int) -> list[str]:
+    """The role of each of the `length` positions of an example's clean prompt."""
+    if not ex.marks:
+        return plain_roles(length)
+    return slot_roles(length, named_positions(tokens.tok, ex.clean, ex.marks))
+
+
+def role_tensor(rows: Sequence[Sequence[str]], width: int) -> tuple[tuple[str, ...], Any]:
+    """(role names ordered by mean position, LongTensor [N, width] of indices, -1 on padding)."""
+    import torch
+
+    where: dict[str, list[int]] = {}
+    for row in rows:
+        for t, r in enumerate(row):
+            where.setdefault(r, []).append(t)
+    names = tuple(sorted(where, key=lambda r: (sum(where[r]) / len(where[r]), r)))
+    index = {r: i for i, r in enumerate(names)}
+    ids = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor([index[r] for r in row], dtype=torch.long)
+    return names, ids

@@ -9,6 +9,8 @@ correct when the top-1 token over the whole vocabulary is a two-digit year great
 As in Hanna et al., years whose digits this tokenizer does not split as "XX" + "YY" are not
 sampled (and none being left is an error). ``split="test"`` draws only (noun, YY) combinations
 kept out of training.
+
+Roles: ``YY`` the start year's last two digits, ``END`` the last token; the rest are slots.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def examples(n: int, seed: int, split: str = "all",
     out = []
     for _ in range(n):
         noun, c, yy = rng.choice(combos)
-        out.append(Example(prompt(noun, c, yy), prompt(noun, c, 1), f"{yy + 1:02d}", f"{yy:02d}",
-                           space=False, meta={"yy": yy}))
+        text = prompt(noun, c, yy)
+        yy_at = text.index(f"{c}{yy:02d}") + len(str(c))
+        out.append(Example(text, prompt(noun, c, 1), f"{yy + 1:02d}", f"{yy:02d}",
+                           space=False, meta={"yy": yy}, marks=(("YY", yy_at),)))
     return out
 
 

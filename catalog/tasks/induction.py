@@ -5,6 +5,9 @@ the same prompt with t(m+1) in the first copy replaced by another token w, so an
 circuit predicts w instead. Metric: logit(t(m+1)) - logit(w) at the last position (positive when
 the model copies from the clean first copy). L = ``length`` (default 10), m varies from 3 to L-1.
 Tokens are distinct within a sequence and drawn from the ordinary (non-special) vocabulary.
+
+Roles: ``A1`` the current token's first occurrence, ``B1`` the token after it (the one to
+predict), ``A2`` the current token at the end; the rest are slots (``BOS+2``, ``B1+4``...).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 from catalog.errors import TaskError
 from catalog.tasks.base import TaskDataset, TaskSpec, logit_diff, top1_is_answer
+from catalog.tasks.examples import role_tensor
+from catalog.tasks.roles import slot_roles
 from catalog.tasks.tokens import Tokens
 
 
@@ -52,6 +57,9 @@ def build(model: Any, n: int, seed: int, length: int = 10) -> TaskDataset:
     clean = [[tokens.bos_id, *c] for c, _, _, _ in rows]
     corrupt = [[tokens.bos_id, *k] for _, k, _, _ in rows]
     width = max(len(r) for r in clean)
+    # With BOS at 0 and m tokens repeated, A1 (= body[m-1]) sits at m, B1 at m + 1, A2 last.
+    role_rows = [slot_roles(len(c), {_a1(c): "A1", _a1(c) + 1: "B1", len(c) - 1: "A2"}) for c in clean]
+    role_names, role_ids = role_tensor(role_rows, width)
     decode = tokens.tok.decode
     return TaskDataset(
         task="induction", clean=tokens.pad(clean, width), corrupt=tokens.pad(corrupt, width),
@@ -61,7 +69,13 @@ def build(model: Any, n: int, seed: int, length: int = 10) -> TaskDataset:
         prompts=[decode(r[1:]) for r in clean], corrupt_prompts=[decode(r[1:]) for r in corrupt],
         metric_name="logit_diff", metric_fn=logit_diff, correct_fn=top1_is_answer,
         pad_id=tokens.pad_id, spec={"n": n, "seed": seed, "length": length},
+        role_names=role_names, role_ids=role_ids,
     )
+
+
+def _a1(row: list[int]) -> int:
+    """Index of the first occurrence of the last token (BOS at 0)."""
+    return row.index(row[-1], 1)
 
 
 SPEC = TaskSpec(

@@ -3,8 +3,14 @@
 "When Mary and John went to the store, John gave a drink to" -> " Mary". Wang et al.'s fifteen
 templates in both orders (ABBA: IO first; BABA: S first). Metric: logit(IO) - logit(S).
 Counterfactuals: ``abc`` (default, Wang et al.'s reference distribution: the three name slots
-filled with three other names, so no name is repeated) or ``s2`` (only the second subject mention
-replaced by a third name, as in Merullo et al.).
+filled with three other names, so no name is repeated), ``s2`` (only the second subject mention
+replaced by a third name, as in Merullo et al.), ``io-swap`` (only the indirect object replaced
+by a third name), ``s1-swap`` (only the first subject mention replaced by a third name) and
+``s2-swap`` (the second subject mention swapped for the indirect object's name, so the repeated
+name, and with it the answer, flips).
+
+Roles (see `catalog.tasks.roles`): ``IO``, ``S1`` and ``S2`` at the names, ``S1+1`` the token
+after the first subject mention, ``END`` the last token; the rest are slots (``IO+1``, ``S2+3``...).
 
 Held-out parts: ``split="test"`` draws only (IO, S) name pairs never used in training
 (``split="train"`` only the others); ``templates="heldout"`` the three templates kept out of
@@ -21,6 +27,7 @@ are not S2 there.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,7 +74,9 @@ TEMPLATES = (
 # so accuracy on them measures generalisation to a new arrangement, not to new words.
 HELDOUT_TEMPLATES = (TEMPLATES[5], TEMPLATES[7], TEMPLATES[11])
 
-COUNTERFACTUALS = ("abc", "s2")
+COUNTERFACTUALS = ("abc", "s2", "io-swap", "s1-swap", "s2-swap")
+#: The positions IOI names (every other position is a slot relative to one of these).
+KEY_ROLES = ("IO", "S1", "S1+1", "S2", "END")
 ORDERS = ("mixed", "ABBA", "BABA")
 VARIANTS = ("two-names", "third-name")
 #: Where the indirect object A stands among the three names of the ``third-name`` variant.
@@ -77,11 +86,41 @@ THIRD_NAME_ORDERS = ("mixed", "ABC", "BAC", "BCA")
 def fill(template: str, first: str, second: str, subject: str, place: str, obj: str) -> str:
     """The prompt text: the template with its two first mentions, S2, place and object, minus the
     final answer slot."""
+    return fill_marked(template, first, second, subject, place, obj)[0]
+
+
+_SLOT_RE = re.compile(r"\[(A|B|PLACE|OBJECT)\]")
+
+
+def fill_marked(template: str, first: str, second: str, subject: str, place: str,
+                obj: str) -> tuple[str, dict[str, int]]:
+    """`fill`, and the character index of each name slot: ``first``, ``second`` (the two first
+    mentions, in order) and ``s2`` (the second subject mention).
+
+    >>> fill_marked("When [B] and [A] met, [B] gave it to [A]", "Ann", "Bob", "Bob", "x", "y")
+    ('When Ann and Bob met, Bob gave it to', {'first': 5, 'second': 13, 's2': 22})
+    """
     body = template[: template.rindex("[A]")].rstrip()
-    body = body.replace("[B]", "\0S2", 1)  # the first [B] is the first mention
-    body = body.replace("[A]", "\0S3", 1)
-    body = body.replace("[B]", subject).replace("\0S2", first).replace("\0S3", second)
-    return body.replace("[PLACE]", place).replace("[OBJECT]", obj)
+    out: list[str] = []
+    at: dict[str, int] = {}
+    size, last = 0, 0
+    names = 0
+    for m in _SLOT_RE.finditer(body):
+        out.append(body[last:m.start()])
+        size += m.start() - last
+        slot = m[1]
+        if slot in ("A", "B"):
+            key = ("first", "second", "s2")[min(names, 2)]
+            names += 1
+            word = {"first": first, "second": second, "s2": subject}[key]
+            at[key] = size
+        else:
+            word = place if slot == "PLACE" else obj
+        out.append(word)
+        size += len(word)
+        last = m.end()
+    out.append(body[last:])
+    return "".join(out), at
 
 
 def sample_pair(rng: random.Random, split: str, names: tuple[str, ...] = NAMES) -> tuple[str, str]:
@@ -156,14 +195,22 @@ def examples(n: int, seed: int, counterfactual: str = "abc", split: str = "all",
         place, obj = rng.choice(PLACES), rng.choice(OBJECTS)
         abba = (i % 2 == 0) if order == "mixed" else order == "ABBA"
         first, second = (io, s) if abba else (s, io)
-        clean = fill(template, first, second, s, place, obj)
+        clean, at = fill_marked(template, first, second, s, place, obj)
         others = [x for x in NAMES if x not in (io, s)]
         if counterfactual == "abc":
             a, b, c = rng.sample(others, 3)
             corrupt = fill(template, a, b, c, place, obj)
-        else:
+        elif counterfactual == "s2":
             corrupt = fill(template, first, second, rng.choice(others), place, obj)
-        out.append(Example(clean, corrupt, io, s, meta={"order": "ABBA" if abba else "BABA"}))
+        elif counterfactual == "s2-swap":
+            corrupt = fill(template, first, second, io, place, obj)
+        else:  # io-swap, s1-swap: that one mention replaced by a third name
+            c = rng.choice(others)
+            replace_first = (counterfactual == "io-swap") == abba  # IO is the first mention in ABBA
+            corrupt = fill(template, c if replace_first else first, second if replace_first else c, s, place, obj)
+        io_at, s1_at = (at["first"], at["second"]) if abba else (at["second"], at["first"])
+        out.append(Example(clean, corrupt, io, s, meta={"order": "ABBA" if abba else "BABA"},
+                           marks=(("IO", io_at), ("S1", s1_at), ("S2", at["s2"]))))
     return out
 
 
@@ -191,9 +238,12 @@ SPEC = TaskSpec(
                 "the store, John gave a drink to' -> Mary; 15 templates, ABBA and BABA.",
     metric_name="logit_diff",
     metric_description="logit(indirect object) - logit(subject) at the last position",
-    counterfactual="abc: three unrelated names (default); s2: only the second subject mention replaced",
+    counterfactual="abc: three unrelated names (default); s2: only the second subject mention replaced; "
+                   "io-swap / s1-swap: only the indirect object / first subject mention replaced; "
+                   "s2-swap: the second subject mention takes the indirect object's name (the answer flips)",
     builder=build,
-    options={"counterfactual": "abc (default) | s2", "split": "all | train | test (held-out name pairs)",
+    options={"counterfactual": "abc (default) | s2 | io-swap | s1-swap | s2-swap",
+             "split": "all | train | test (held-out name pairs)",
              "templates": "all | train | heldout",
              "order": "mixed | ABBA | BABA (third-name: mixed | ABC | BAC | BCA)",
              "variant": "two-names (default) | third-name (A, B, C; B and C give: well-posed)"},

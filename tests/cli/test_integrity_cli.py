@@ -15,15 +15,26 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
-sys.path.insert(0, str(HERE.parent))  # make_toy_circuit from this folder's conftest
 sys.path.insert(0, str(ROOT))
+
+
+def make_toy_circuit(task: str, heads: list[str], name: str | None = None):
+    """input -> each head -> logits on a 2-layer toy model (what an import would store)."""
+    from catalog.graph import CircuitGraph, ModelShape
+    from catalog.provenance import Circuit, Provenance, Selection, Source
+
+    edges = [e for h in heads for e in (("input", h, "v", 1.0), (h, "logits", None, 1.0))]
+    graph = CircuitGraph.build(ModelShape("toy-2l", n_layers=2, n_heads=2, d_model=8),
+                               ["input", *heads, "logits"], edges)
+    prov = Provenance(source=Source.IMPORT, source_format="catalog-json", method="eap-ig",
+                      selection=Selection(rule="top-k", value=len(edges)))
+    return Circuit(graph=graph, task=task, provenance=prov, name=name)
 
 
 def _env() -> dict[str, str]:
@@ -49,7 +60,7 @@ def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> 
         time.sleep(0.05)
 
 
-def _three_circuit_file(tmp_path: Path, make_toy_circuit: Any) -> Path:
+def _three_circuit_file(tmp_path: Path) -> Path:
     from catalog.formats.catalog_json import circuit_to_dict
 
     circuits = [make_toy_circuit(t, ["a0.h0", "a1.h1"], name=t) for t in ("ioi", "greater-than", "induction")]
@@ -65,18 +76,18 @@ def _three_circuit_file(tmp_path: Path, make_toy_circuit: Any) -> Path:
 @pytest.mark.parametrize("sig, code, said", [(signal.SIGTERM, 143, "terminated by SIGTERM"),
                                              (signal.SIGHUP, 129, "terminated by SIGHUP"),
                                              (signal.SIGINT, 130, "interrupted by SIGINT")])
-def test_a_signal_mid_import_rolls_the_whole_file_back(tmp_path, sig, code, said, toy_circuit):
+def test_a_signal_mid_import_rolls_the_whole_file_back(tmp_path, sig, code, said):
     from catalog.store import Catalog
 
     db, marker = tmp_path / "c.db", tmp_path / "first-added"
     Catalog.open(str(db)).close()
-    proc = _spawn("slow-import", str(db), str(_three_circuit_file(tmp_path, toy_circuit)), str(marker))
+    proc = _spawn("slow-import", str(db), str(_three_circuit_file(tmp_path)), str(marker))
     _wait_for(marker, proc)  # the first circuit is written, the transaction still open
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert err.strip().startswith(f"error: {said}") and "Traceback" not in err
-    assert Catalog.open(str(db), create=False).list() == []  # none of the three
+    assert Catalog.open(str(db), create=False).circuits() == []  # none of the three
 
 
 @pytest.mark.slow
@@ -120,8 +131,8 @@ def test_a_run_killed_without_a_word_shows_as_stale_and_cleanup_fails_it(tmp_pat
 # --- deduplication -------------------------------------------------------------------------------------
 
 
-def test_importing_the_same_file_twice_names_the_existing_circuits(cli, tmp_path, toy_circuit):
-    path = _three_circuit_file(tmp_path, toy_circuit)
+def test_importing_the_same_file_twice_names_the_existing_circuits(cli, tmp_path):
+    path = _three_circuit_file(tmp_path)
     first = cli("import", str(path), "--json")
     assert first.exit_code == 0, first.stderr
     ids = json.loads(first.stdout)["ids"]
@@ -194,10 +205,9 @@ def test_read_commands_on_a_missing_catalog_say_so_and_create_nothing(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs root and unshare to mount a folder read-only")
-def test_a_catalog_on_a_read_only_mount_can_be_read(tmp_path, toy_circuit):
+def test_a_catalog_on_a_read_only_mount_can_be_read(tmp_path):
     from catalog.store import Catalog
 
-    make_toy_circuit = toy_circuit
     folder = tmp_path / "shared"
     folder.mkdir()
     cat = Catalog.open(str(folder / "c.db"))
@@ -248,8 +258,6 @@ def _main(argv: list[str]) -> None:
         main()
     elif mode == "slow-run":  # a discovery run that takes a minute, as the CLI would run it
         db, marker = argv[1:]
-        from conftest import make_toy_circuit
-
         signals.install()
         c = make_toy_circuit("ioi", ["a0.h0"])
         cat = Catalog.open(db)

@@ -50,7 +50,7 @@ def test_several_methods_in_one_call_are_separate_runs(catalog):
                              dataset=copy_dataset(), selection=Selection(rule="top-k", value=2), progress=False)
     assert [c.provenance.method for c in out] == ["activation-patching", "eap"]
     assert [r.status for r in catalog.list_runs()] == ["done", "done"]
-    assert len(catalog.list()) == 2
+    assert len(catalog.circuits()) == 2
 
 
 def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
@@ -64,7 +64,7 @@ def test_an_error_marks_the_run_failed_and_stores_nothing(catalog, monkeypatch):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=ds, progress=False)
     (run,) = catalog.list_runs()
     assert run.status == "failed" and "metric exploded" in run.error and run.circuit_ids == ()
-    assert catalog.list() == []
+    assert catalog.circuits() == []
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_stores_nothing(catalog, monkeypatch):
@@ -78,7 +78,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_stores_nothing(catalog, monkeypatc
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(), progress=False)
     (run,) = catalog.list_runs()
     assert run.status == "interrupted" and "interrupt" in run.error.lower()
-    assert catalog.list() == []
+    assert catalog.circuits() == []
 
 
 def test_bad_method_is_refused_before_any_run_starts(catalog):
@@ -135,7 +135,7 @@ def test_a_selection_that_keeps_nothing_fails_the_run_and_says_what_to_pass(cata
     with pytest.raises(DiscoveryError, match="empty circuit.*--greedy"):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="eap", dataset=copy_dataset(),
                       selection=Selection(rule="threshold", value=1e9), progress=False)
-    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.circuits() == []
 
 
 def test_a_greedy_top_k_circuit_is_connected_and_recorded_as_greedy(catalog):

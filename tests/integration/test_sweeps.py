@@ -32,7 +32,7 @@ def catalog_cli(db: str, *args: str, timeout: float = 600) -> subprocess.Complet
 
 
 def tagged(cat: Catalog, sweep_id: int) -> list[int]:
-    return [r.id for r in cat.list(tag=f"sweep-{sweep_id}")]
+    return [r.id for r in cat.circuits(tag=f"sweep-{sweep_id}")]
 
 
 def test_pool_sweep_runs_every_cell_and_a_failing_cell_stops_nothing(tmp_path):

@@ -64,20 +64,20 @@ def test_round_trip_keeps_features_positions_tokens_groups_and_provenance(catalo
 def test_list_summaries_and_filters(catalog, hand_circuits, circuit_factory, other_shape):
     ids = {k: catalog.add(c) for k, c in hand_circuits.items()}
     other = catalog.add(circuit_factory("ioi", ["a1.h1"], shape=other_shape, method="eap", tags=("toy",)))
-    rows = catalog.list()
+    rows = catalog.circuits()
     assert [r.id for r in rows] == [ids["ioi"], ids["gt"], ids["ind"], other]
     gt = rows[1]
     assert (gt.model, gt.task, gt.n_nodes, gt.n_edges, gt.n_heads, gt.n_mlps, gt.n_features) == \
         ("toy-3l", "gt", 7, 10, 3, 2, 0)
     assert rows[0].n_scored_edges == 10 and rows[0].n_edges == 8  # a2.h3 is scored, not in the circuit
     assert gt.tags == ("toy", "gt") and gt.metrics == {"faithfulness": 0.8}
-    assert [r.id for r in catalog.list(model="toy-other")] == [other]
-    assert [r.id for r in catalog.list(task="ioi")] == [ids["ioi"], other]
-    assert [r.id for r in catalog.list(method="eap")] == [other]
-    assert [r.id for r in catalog.list(tag="toy")] == [ids["gt"], other]
-    assert [r.id for r in catalog.list(task="ioi", model="toy-3l")] == [ids["ioi"]]
-    assert catalog.list(source="published") == []
-    assert catalog.list(task="nope") == []
+    assert [r.id for r in catalog.circuits(model="toy-other")] == [other]
+    assert [r.id for r in catalog.circuits(task="ioi")] == [ids["ioi"], other]
+    assert [r.id for r in catalog.circuits(method="eap")] == [other]
+    assert [r.id for r in catalog.circuits(tag="toy")] == [ids["gt"], other]
+    assert [r.id for r in catalog.circuits(task="ioi", model="toy-3l")] == [ids["ioi"]]
+    assert catalog.circuits(source="published") == []
+    assert catalog.circuits(task="nope") == []
     assert catalog.tasks() == ["gt", "ind", "ioi"]
     assert [m.name for m in catalog.models()] == ["toy-3l", "toy-other"]
 
@@ -129,7 +129,7 @@ def test_a_failed_add_leaves_nothing(catalog, hand_circuits, monkeypatch):
     with pytest.raises(InvalidInputError, match="finite"):
         catalog.add(bad)
     assert all(n == 0 for n in _row_counts(catalog).values())
-    assert catalog.list() == []
+    assert catalog.circuits() == []
 
 
 def test_a_model_name_cannot_change_shape(catalog, hand_circuits, circuit_factory):
@@ -137,7 +137,7 @@ def test_a_model_name_cannot_change_shape(catalog, hand_circuits, circuit_factor
     clash = circuit_factory("ioi", ["a0.h0"], shape=ModelShape("toy-3l", n_layers=3, n_heads=8, d_model=16))
     with pytest.raises(InvalidInputError, match="already in the catalog with 3 layers x 4 heads"):
         catalog.add(clash)
-    assert len(catalog.list()) == 1
+    assert len(catalog.circuits()) == 1
 
 
 def test_runs_record_status_and_the_circuit(catalog, hand_circuits, toy_shape):
@@ -157,7 +157,7 @@ def test_runs_record_status_and_the_circuit(catalog, hand_circuits, toy_shape):
     assert (catalog.get_run(failed).status, catalog.get_run(failed).error) == ("failed", "out of memory")
     assert [r.id for r in catalog.list_runs(status="failed")] == [failed]
     assert [r.id for r in catalog.list_runs(task="ioi")] == [rid]
-    assert len(catalog.list()) == 1  # the failed run stored nothing
+    assert len(catalog.circuits()) == 1  # the failed run stored nothing
     with pytest.raises(NotFoundError):
         catalog.get_run(999)
     with pytest.raises(InvalidInputError, match="running, done, failed, interrupted"):
@@ -168,7 +168,7 @@ def test_finish_run_is_one_transaction(catalog, hand_circuits, toy_shape):
     rid = catalog.start_run(toy_shape, "ioi", hand_circuits["ioi"].provenance)
     with pytest.raises(InvalidInputError):
         catalog.finish_run(rid, replace(hand_circuits["ioi"], metrics={"cpr": float("inf")}))
-    assert catalog.get_run(rid).status == "running" and catalog.list() == []
+    assert catalog.get_run(rid).status == "running" and catalog.circuits() == []
 
 
 def test_bad_ids_are_clear_errors(catalog):

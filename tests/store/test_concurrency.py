@@ -70,10 +70,10 @@ def test_four_writers_on_a_new_sqlite_file_lose_nothing(tmp_path):
     per_worker = 5
     procs = [_spawn("write", url, str(w), str(per_worker)) for w in range(4)]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     cat = Catalog.open(url)
-    stored = cat.list()
+    stored = cat.circuits()
     assert len(stored) == 4 * per_worker
     assert len({r.id for r in stored}) == 4 * per_worker
     for row in stored:
@@ -108,7 +108,7 @@ def test_sigkill_mid_add_leaves_no_partial_circuit(catalog_url):
     assert "added 1" in "\n".join(seen)
 
     cat = Catalog.open(catalog_url)
-    stored = cat.list()
+    stored = cat.circuits()
     assert [r.name for r in stored] == ["kill-0", "kill-1"]
     big = worker_circuit("kill", seed=0, n_layers=12, n_heads=12, k=500)
     expected_nodes = expected_edges = 0
@@ -123,7 +123,7 @@ def test_sigkill_mid_add_leaves_no_partial_circuit(catalog_url):
         if cat.backend == "sqlite":
             assert s.connection().exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
     cat.add(worker_circuit("after", seed=7))  # the database is not left locked
-    assert len(cat.list()) == 3
+    assert len(cat.circuits()) == 3
     cat.close()
 
 
@@ -171,13 +171,13 @@ def test_eight_writers_of_every_kind_lose_nothing_duplicate_nothing_tear_nothing
     readers = [("read", ",".join(map(str, victims)), str(tmp_path))] * 2  # deletes wait for them
     procs = [_spawn(mode, catalog_url, *args) for mode, *args in readers + writers]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     reads = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs[:len(readers)]]
     assert all(r["torn"] == 0 for r in reads), reads
     assert sum(r["whole"] for r in reads) > 0  # the readers did read circuits before they went
 
-    stored = cat.list()
+    stored = cat.circuits()
     names = sorted(r.name for r in stored)
     published = sorted(e.name for e in published_circuits())
     discovered = sorted(f"run-{w}-{i}" for w in (0, 1) for i in range(3))

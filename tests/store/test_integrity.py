@@ -73,12 +73,12 @@ def test_the_same_content_is_stored_once_and_names_the_existing_id(catalog, hand
     again = catalog.add_many([renamed, gt, gt])
     assert again == [Added(id=first[0].id, duplicate=True), Added(id=first[1].id, duplicate=True),
                      Added(id=first[1].id, duplicate=True)]
-    assert len(catalog.list()) == 2
+    assert len(catalog.circuits()) == 2
     other_task = catalog.add_many([replace(ioi, task="ioi-2")])  # different content: new
     assert not other_task[0].duplicate
     deliberate = catalog.add_many([ioi], allow_duplicate=True)
     assert not deliberate[0].duplicate and deliberate[0].id not in {a.id for a in first}
-    assert len(catalog.list()) == 4
+    assert len(catalog.circuits()) == 4
 
 
 def test_a_circuit_stored_without_a_hash_is_matched_and_given_one(catalog, hand_circuits):
@@ -252,7 +252,7 @@ def test_a_read_only_catalog_can_be_read_not_written(tmp_path, hand_circuits, mo
     ro = Catalog.open(str(path))
     assert ro.read_only
     assert ro.get(cid) == replace(hand_circuits["ioi"], id=cid)
-    assert [r.id for r in ro.list()] == [cid]
+    assert [r.id for r in ro.circuits()] == [cid]
     with pytest.raises(StoreUnavailableError, match="read-only"):
         ro.add(hand_circuits["gt"])
     with pytest.raises(StoreUnavailableError, match="read-only"):

@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
-
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -19,7 +18,6 @@ from sqlalchemy import text
 from catalog.store import Added, Catalog
 from catalog.store.engine import alembic_config, migrations_dir
 from catalog.store.schema import metadata
-
 
 HEAD = "0007"
 

@@ -71,4 +71,4 @@ def test_nul_characters_are_refused_before_anything_is_written(catalog, circuit_
                 replace(circuit_factory("io\x00i", ["a0.h0"]))):
         with pytest.raises(InvalidInputError, match="NUL"):
             catalog.add(bad)
-    assert catalog.list() == [] and catalog.models() == []
+    assert catalog.circuits() == [] and catalog.models() == []

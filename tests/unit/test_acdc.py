@@ -7,9 +7,9 @@ import pytest
 import torch
 from test_discovery_fixtures import copy_dataset, copy_head_model, random_model, toy_dataset
 
-from catalog.discovery.methods.acdc import acdc
 from catalog.discovery.evaluation import Evaluator
 from catalog.discovery.layout import Layout
+from catalog.discovery.methods.acdc import acdc
 from catalog.errors import InvalidInputError
 
 

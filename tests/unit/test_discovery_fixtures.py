@@ -125,3 +125,41 @@ def copy_dataset(n: int = 16, t: int = 6, d_vocab: int = 8, seed: int = 1) -> To
     corrupt = torch.tensor([r[1] for r in rows])
     return ToyDataset(clean, corrupt, torch.full((n,), t - 1), torch.tensor([r[2] for r in rows]),
                       torch.tensor([r[3] for r in rows]))
+
+
+def per_position_reference(model, data, ablation: str = "counterfactual", start: int = 0) -> dict[str, float]:
+    """Independent per-position activation patching: one component at one position per forward
+    pass, with plain TransformerLens hooks (per-head results), each example's metric drop filed
+    under the role its prompt gives that position (``data.role_names`` / ``data.role_ids``).
+    Positions before `start` are not patched. Shares no code with catalog.discovery."""
+    model.set_use_attn_result(True)
+    try:
+        with torch.no_grad():
+            n, t = data.clean.shape
+            base = data.metric(model(data.clean)).double()
+            _, cache = model.run_with_cache(data.corrupt if ablation == "counterfactual" else data.clean)
+            out: dict[str, float] = {}
+            for layer in range(model.cfg.n_layers):
+                for head in [*range(model.cfg.n_heads), None]:
+                    name = f"blocks.{layer}.attn.hook_result" if head is not None else f"blocks.{layer}.hook_mlp_out"
+                    ref = cache[name] if ablation != "zero" else torch.zeros_like(cache[name])
+                    if ablation == "mean":
+                        ref = ref.mean(0, keepdim=True).expand_as(ref)
+                    comp = f"a{layer}.h{head}" if head is not None else f"m{layer}"
+                    for pos in range(start, t):
+                        def hook(act, hook, head=head, ref=ref, pos=pos):
+                            if head is None:
+                                act[:, pos] = ref[:, pos]
+                            else:
+                                act[:, pos, head] = ref[:, pos, head]
+                            return act
+
+                        drop = base - data.metric(model.run_with_hooks(data.clean, fwd_hooks=[(name, hook)])).double()
+                        for b in range(n):
+                            r = int(data.role_ids[b, pos])
+                            if r >= 0:
+                                key = f"{comp}@{data.role_names[r]}"
+                                out[key] = out.get(key, 0.0) + float(drop[b]) / n
+            return out
+    finally:
+        model.set_use_attn_result(False)

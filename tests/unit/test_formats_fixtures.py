@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.errors import FormatError, InvalidInputError
+from catalog.errors import FormatError
 from catalog.formats import read_circuits, write_circuit
 from catalog.naming import NodeKind
 from catalog.provenance import SelectionRule, Source
@@ -102,10 +102,10 @@ def test_import_into_a_catalog_and_failure_leaves_it_unchanged(fixtures, tmp_pat
     ids = [a.id for a in import_file(cat, fixtures / "eap-ig_ugs_ioi_interpbench.json", tags=("mib",))]
     ids += [a.id for a in import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json",
                                       task="state-capital")]
-    before = [(r.id, r.n_edges) for r in cat.list()]
+    before = [(r.id, r.n_edges) for r in cat.circuits()]
     assert len(before) == 2
     got = cat.get(ids[0])
     assert got.tags == ("mib",) and got.graph.summary()["scored_edges"] == 1_108
     with pytest.raises(FormatError, match="out of range for gpt2-small"):
         import_file(cat, fixtures / "circuit-tracer_dallas-austin_gemma-2-2b.json", model="gpt2-small")
-    assert [(r.id, r.n_edges) for r in cat.list()] == before
+    assert [(r.id, r.n_edges) for r in cat.circuits()] == before

@@ -103,7 +103,7 @@ def test_hooks() -> None:
 
 @pytest.mark.parametrize("text, role", [("a1.h0@END", "END"), ("m0@S2", "S2"), ("m0@S1+2", "S1+2"),
                                         ("input@BOS+1", "BOS+1"), ("f3.1200@QOBJ[clt]", "QOBJ"),
-                                        ("a1.h0@CF_OBJ", "CF_OBJ")])
+                                        ("a1.h0@ALT_OBJ", "ALT_OBJ")])
 def test_a_role_is_a_position_suffix(text: str, role: str) -> None:
     c = parse_node(text)
     assert (c.role, c.position) == (role, None)

@@ -16,7 +16,6 @@ from test_discovery_fixtures import random_model, toy_dataset
 
 from catalog.discovery.evaluation import Evaluator
 from catalog.discovery.methods.path_patching import (
-    Freeze,
     Query,
     parse_receiver,
     parse_sender,

@@ -3,6 +3,7 @@ in-process API client, and a real `catalog serve` process for browser tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -15,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import dataclasses
 
 from catalog.provenance import Circuit
 
@@ -44,9 +43,8 @@ def web_circuits(hand_circuits: dict[str, Circuit]) -> dict[str, Circuit]:
 @pytest.fixture
 def web_db(tmp_path: Path, web_circuits: dict[str, Circuit]) -> tuple[str, dict[str, int]]:
     """A SQLite catalog file holding `web_circuits`; returns its URL and the ids by task."""
-    from catalog.store import Catalog
-
     from catalog.attention import AttentionPatterns, PromptAttention
+    from catalog.store import Catalog
 
     url = f"sqlite:///{tmp_path / 'web.db'}"
     with Catalog.open(url) as cat:

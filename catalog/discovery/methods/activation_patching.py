@@ -45,12 +45,13 @@ def components(layout: Layout) -> list[int]:
 
 
 def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: list[int],
-                   batch: int) -> list[tuple[str, Any]]:
+                   batch: int, where: list[torch.Tensor] | None = None) -> list[tuple[str, Any]]:
     """Hooks replacing component ``chunk[c]``'s output with its ablated value in copy ``c``.
 
     An MLP's output is overwritten at ``hook_mlp_out``. A head's is swapped inside the layer's
     attention output: ``attn_out + ablated_h - z_h @ W_O[h]``, with ``z`` from ``hook_z`` of the
-    same pass (no per-head result tensor is built).
+    same pass (no per-head result tensor is built). With `where` (one ``[batch, T]`` 0/1 tensor
+    per copy, in the activations' dtype) only those positions are replaced.
     """
     copies = len(chunk)
     heads: dict[int, list[tuple[int, int, int]]] = {}
@@ -75,7 +76,8 @@ def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: lis
             z = z_seen[0].view(copies, batch, *z_seen[0].shape[1:])
             w_o = model.blocks[layer].attn.W_O
             for c, head, src in items:
-                out[c] += ablated[:, :, src] - z[c, :, :, head] @ w_o[head]
+                delta = ablated[:, :, src] - z[c, :, :, head] @ w_o[head]
+                out[c] += delta if where is None else where[c].unsqueeze(-1) * delta
             return act
 
         hooks += [(attn_hook(layer, "z"), keep_z), (block_hook(layer, "attn_out"), swap)]
@@ -84,7 +86,10 @@ def _replace_hooks(model: Any, layout: Layout, ablated: torch.Tensor, chunk: lis
         def replace(act: torch.Tensor, hook: Any, pairs: list = pairs) -> torch.Tensor:
             out = act.view(copies, batch, *act.shape[1:])
             for c, src in pairs:
-                out[c] = ablated[:, :, src]
+                if where is None:
+                    out[c] = ablated[:, :, src]
+                else:
+                    out[c] += where[c].unsqueeze(-1) * (ablated[:, :, src] - out[c])
             return act
 
         hooks.append((block_hook(layer, "mlp_out"), replace))
@@ -96,6 +101,30 @@ def _can_start_midway(model: Any) -> bool:
     tok = getattr(model, "tokenizer", None)
     return (model.cfg.positional_embedding_type != "shortformer"
             and getattr(tok, "padding_side", "right") != "left")
+
+
+def clean_run(model: Any, layout: Layout, part: Any, clean: torch.Tensor, midway: bool,
+              metric: Metric = task_metric) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """(summed clean metric of the batch, each layer's input residual when `midway`)."""
+    resid: dict[int, torch.Tensor] = {}
+    keep = [(block_hook(layer, "resid_pre"),
+             lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
+            for layer in range(layout.n_layers)] if midway else []
+    with model.hooks(fwd_hooks=keep):
+        base = metric(part, model(clean)).to(torch.float64).sum().cpu()
+    return base, resid
+
+
+def patched_metric(model: Any, part: Any, clean: torch.Tensor, resid: dict[int, torch.Tensor], layer: int,
+                   copies: int, hooks: list[tuple[str, Any]], metric: Metric = task_metric) -> torch.Tensor:
+    """Summed metric ``[copies]`` of the batch repeated `copies` times under `hooks`, starting at
+    `layer` from the cached clean residual when there is one (nothing before it changes)."""
+    with model.hooks(fwd_hooks=hooks):
+        if resid:
+            logits = model(resid[layer].repeat(copies, 1, 1), start_at_layer=layer)
+        else:
+            logits = model(clean.repeat(copies, 1))
+    return metric_per_copy(part, logits, copies, metric).sum(1).cpu()
 
 
 @torch.no_grad()
@@ -120,12 +149,7 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
         for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
             b = clean.shape[0]
             ablated = ablator.values(clean, corrupt)
-            resid: dict[int, torch.Tensor] = {}
-            keep = [(block_hook(layer, "resid_pre"),
-                     lambda act, hook, layer=layer, resid=resid: resid.__setitem__(layer, act))
-                    for layer in range(layout.n_layers)] if midway else []
-            with model.hooks(fwd_hooks=keep):
-                base = metric(part, model(clean)).to(torch.float64).sum().cpu()
+            base, resid = clean_run(model, layout, part, clean, midway, metric)
             rows = max_rows_for(model, layout, clean.shape[1], max_rows)
             per_pass = components_per_pass or copies_per_pass(b, len(comps), rows)
             for layer in range(layout.n_layers):
@@ -133,12 +157,8 @@ def activation_patching(model: Any, dataset: Any, ablation: Ablation = Ablation.
                 for start in range(0, len(in_layer), per_pass):
                     idx = in_layer[start:start + per_pass]
                     chunk = [comps[i] for i in idx]
-                    with model.hooks(fwd_hooks=_replace_hooks(model, layout, ablated, chunk, b)):
-                        if midway:
-                            logits = model(resid[layer].repeat(len(chunk), 1, 1), start_at_layer=layer)
-                        else:
-                            logits = model(clean.repeat(len(chunk), 1))
-                    patched = metric_per_copy(part, logits, len(chunk), metric).sum(1).cpu()
+                    patched = patched_metric(model, part, clean, resid, layer, len(chunk),
+                                             _replace_hooks(model, layout, ablated, chunk, b), metric)
                     totals[idx] += base - patched
             done += b
             if progress:

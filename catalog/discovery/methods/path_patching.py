@@ -260,7 +260,8 @@ def _clean_run(model: Any, layout: Layout, clean: torch.Tensor) -> tuple[torch.T
             attn[layer] = act.detach().clone()
         return hook
 
-    hooks = source_hooks(model, layout, buf) + [(f"blocks.{l}.hook_attn_out", keep(l)) for l in range(layout.n_layers)]
+    hooks = source_hooks(model, layout, buf) + [(f"blocks.{layer}.hook_attn_out", keep(layer))
+                                                for layer in range(layout.n_layers)]
     with model.hooks(fwd_hooks=hooks):
         logits = model(clean)
     return logits, buf, attn
@@ -299,7 +300,7 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
         return hook
 
     def embed(act: torch.Tensor, hook: Any) -> torch.Tensor:
-        for u, src, w in by_layer[("input", 0)]:
+        for u, _src, w in by_layer[("input", 0)]:
             part = act[u * b:(u + 1) * b]
             act[u * b:(u + 1) * b] = part + w * (ablated[:, :, 0] - part)
         return act
