@@ -294,9 +294,9 @@ def write(circuit: Circuit, fh: IO[str]) -> None:
         fh.write(("" if i == 0 else ", ") + json.dumps(node_name) + ": " + json.dumps(entry, allow_nan=False))
     fh.write('}, "edges": {')
     for i, (src, dst, qkv) in enumerate(implied_edges(shape.n_layers, shape.n_heads, shape.parallel_attn_mlp)):
-        e = by_key.get((src, dst, qkv or ""))
-        score = e.score if e is not None and e.score is not None else 0.0
+        found = by_key.get((src, dst, qkv or ""))
+        score = found.score if found is not None and found.score is not None else 0.0
         name = format_edge(src, dst, QKV(qkv) if qkv else None)
         fh.write(f'{", " if i else ""}{json.dumps(name)}: {{"score": {json.dumps(score, allow_nan=False)}, '
-                 f'"in_graph": {"true" if e is not None and e.in_circuit else "false"}}}')
+                 f'"in_graph": {"true" if found is not None and found.in_circuit else "false"}}}')
     fh.write("}}")

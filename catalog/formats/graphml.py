@@ -29,9 +29,9 @@ import json
 import re
 from typing import IO, TYPE_CHECKING, Any
 
+from catalog.bounds import MAX_DEPTH
 from catalog.errors import FormatError
 from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
-from catalog.bounds import MAX_DEPTH
 from catalog.formats.files import RawFile, loads_bounded
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Source

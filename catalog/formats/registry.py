@@ -208,7 +208,8 @@ def write_circuit(circuit: Circuit, format: str, path_or_file: str | os.PathLike
     target = check_target(path_or_file)  # type: ignore[arg-type]
     with atomic_output(target) as raw_out:
         sink: IO[Any] = raw_out
-        zipped = gzip.GzipFile(fileobj=raw_out, mode="wb", filename="") if target.name.lower().endswith(".gz") else None
+        zipped: IO[Any] | None = (gzip.GzipFile(fileobj=raw_out, mode="wb", filename="")  # type: ignore[assignment]
+                                  if target.name.lower().endswith(".gz") else None)
         if zipped is not None:
             sink = zipped
         if spec.binary_writer:

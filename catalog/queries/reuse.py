@@ -9,7 +9,6 @@ Input and logits nodes are in every circuit, so these leave them out by default
 from __future__ import annotations
 
 import io
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path

@@ -4,7 +4,6 @@ planted symlink, a FIFO, a device or a folder."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import pytest
 
 from catalog.formats import read_circuits, write_circuit
 from catalog.formats.examples import example_text, toy_circuit
-from catalog.graph import Annotation, AnnotationKind, CircuitGraph
+from catalog.graph import Annotation, CircuitGraph
 from catalog.provenance import Circuit
 
 EVIL = "\x1b[31mred\x1b[0m\x1b]0;pwned\x07\u202eevil\x9b2J\r"
