@@ -51,7 +51,7 @@ def sweep(
 
     cat = open_catalog(ctx, create=not list_)
     if list_:
-        sweeps = cat.sweeps.list()
+        sweeps = cat.sweeps.all()
         if json_:
             print_json(sweeps)
         else:

@@ -65,7 +65,7 @@ def create_app(db: str | None = None) -> FastAPI:
     """The web application over the catalog at `db` (a path or URL; None: $CATALOG_DB, then the
     default). The catalog is opened once, here, so a missing or out-of-date database fails at
     start-up with the library's message rather than on the first request."""
-    cat = Catalog.open(db)
+    cat = Catalog.open(db, create=False)
     app = FastAPI(title="circuit-catalog", summary="Read-only view of a circuit catalog.",
                   default_response_class=SafeJSONResponse, docs_url=None, redoc_url=None)
     static = resources.files("web") / "static"

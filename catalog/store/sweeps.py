@@ -120,7 +120,7 @@ class SweepStore:
                                        circuit_id=c.circuit_id, seconds=c.seconds, faithfulness=c.faithfulness,
                                        error=c.error) for c in cells))
 
-    def list(self) -> list[SweepRecord]:
+    def all(self) -> list[SweepRecord]:
         """Every sweep, oldest first."""
         with self._db.session_scope() as s:
             ids = list(s.scalars(select(SweepRow.id).order_by(SweepRow.id)))

@@ -70,7 +70,7 @@ def test_a_killed_worker_leaves_cells_interrupted_and_resume_finishes_each_once(
         time.sleep(0.1)
         try:
             with Catalog.open(db) as cat:
-                running = [c for s in cat.sweeps.list() for c in s.cells if c.status == "running" and c.worker]
+                running = [c for s in cat.sweeps.all() for c in s.cells if c.status == "running" and c.worker]
         except Exception:  # the catalog is still being created
             continue
         if running:
@@ -100,7 +100,7 @@ def test_sqlite_is_refused_for_executors_on_other_machines(tmp_path):
         out = catalog_cli(str(tmp_path / "x.db"), "sweep", "--executor", executor, "--task", "ioi")
         assert out.returncode == 1 and "use a PostgreSQL catalog" in out.stderr, out.stderr
     with Catalog.open(str(tmp_path / "x.db")) as cat:
-        assert cat.sweeps.list() == []  # refused before anything was stored
+        assert cat.sweeps.all() == []  # refused before anything was stored
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_closing_marks_running_cells_interrupted_and_a_full_sweep_done(catalog):
     assert catalog.sweeps.claim(sid, CELLS[0]["key"], "host:2")
     catalog.sweeps.finish(sid, CELLS[0]["key"], run_id=None, circuit_id=None, seconds=1.0, faithfulness=None)
     assert catalog.sweeps.close(sid, interrupted=False, wall_seconds=1.0, cost={}).status == "done"
-    assert [s.id for s in catalog.sweeps.list()] == [sid]
+    assert [s.id for s in catalog.sweeps.all()] == [sid]
 
 
 def test_bad_ids_and_empty_grids(catalog):

@@ -79,3 +79,15 @@ def test_pages_are_static_and_offline(client) -> None:
         assert "{" not in html  # every placeholder filled
         assert "http://" not in html and "https://" not in html
     assert "http" not in client.get("/static/app.js").text.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_a_missing_catalog_is_refused_and_not_created(tmp_path) -> None:
+    import pytest
+
+    from catalog.errors import NotFoundError
+    from web import create_app
+
+    missing = tmp_path / "no" / "such.db"
+    with pytest.raises(NotFoundError):
+        create_app(str(missing))
+    assert not missing.exists() and not missing.parent.exists()
