@@ -312,8 +312,14 @@ def seeded(seeded_db, tmp_path, monkeypatch):
     monkeypatch.delenv("CATALOG_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     db = tmp_path / "catalog.db"
-    for part in seeded_db[0].parent.glob("catalog.db*"):  # the file and its WAL, if any
-        shutil.copyfile(part, tmp_path / part.name)
+    # the file and its WAL, if any; not the -shm index, which SQLite rebuilds and which vanishes
+    # whenever the last connection to the seeded file closes
+    for name in ("catalog.db", "catalog.db-wal"):
+        try:
+            shutil.copyfile(seeded_db[0].parent / name, tmp_path / name)
+        except FileNotFoundError:
+            if name == "catalog.db":
+                raise
     return _runner(str(db)), str(db), seeded_db[1]
 
 

@@ -97,7 +97,7 @@ def test_discover_help_and_runs_do_not_import_torch(db):
 @pytest.mark.parametrize("args, message", [
     (["a0.h9", "logits"], "a0.h9 does not exist: the model has heads 0-3 per layer"),
     (["m7", "logits"], "m7 does not exist: the model has layers 0-3"),
-    (["a0.h1@NOPE", "logits"], "Unknown role 'NOPE'"),
+    (["a0.h1@NOPE", "logits"], "Task ioi has no role NOPE. Its roles: BOS"),
     (["a2.h0", "a1.h1<q>"], "a1.h1 does not read a2.h0's output"),
     (["a0.h1", "m1<q>"], "Only a head has q, k and v inputs"),
     (["logits", "a1.h0"], "A sender is input, a head"),

@@ -155,4 +155,4 @@ def test_a_selecting_method_that_keeps_nothing_fails_the_run_and_says_what_to_pa
     with pytest.raises(DiscoveryError, match="kept no edge.*--param threshold"):
         jobs.discover(catalog, "copy", model=copy_head_model(), method="acdc", dataset=copy_dataset(n=4),
                       params={"threshold": 1e9}, progress=False)
-    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.list() == []
+    assert [r.status for r in catalog.list_runs()] == ["failed"] and catalog.circuits() == []
