@@ -97,7 +97,8 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address, log_to_driver=False)
             else:
-                ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+                # address="local": always a new cluster, never one some earlier `ray start` left behind
+                ray.init(address="local", num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
         try:
             remote = ray.remote(num_cpus=1, max_retries=0)(fn)
             self._refs = [remote.remote(job) for job in jobs]
