@@ -75,7 +75,7 @@ class Transcoder(torch.nn.Module):
         self.threshold = torch.nn.Parameter(torch.zeros(n_features), requires_grad=activation == "jumprelu")
         torch.nn.init.kaiming_uniform_(self.W_dec)
         with torch.no_grad():
-            self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True)
+            self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True))
             self.W_enc.copy_(self.W_dec.T)
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
