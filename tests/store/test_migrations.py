@@ -19,7 +19,7 @@ from catalog.store import Added, Catalog
 from catalog.store.engine import alembic_config, migrations_dir
 from catalog.store.schema import metadata
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _scripts() -> ScriptDirectory:
@@ -29,7 +29,7 @@ def _scripts() -> ScriptDirectory:
 def test_one_head_and_a_linear_history():
     script = _scripts()
     assert script.get_heads() == [HEAD]
-    assert [r.revision for r in script.walk_revisions()] == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert [r.revision for r in script.walk_revisions()] == [f"{n:04d}" for n in range(int(HEAD), 0, -1)]
 
 
 def test_revision_files_are_numbered_and_say_what_and_why():
@@ -131,4 +131,25 @@ def test_a_greedy_selection_reads_back_and_older_rows_are_not_greedy(catalog_url
     assert cat.get(cid).provenance.selection == Selection(rule="top-k", value=8, greedy=True)
     assert cat.get(before).provenance.selection == circuit.provenance.selection
     assert not cat.get(before).provenance.selection.greedy
+    cat.close()
+
+
+def test_circuits_stored_before_content_hashes_get_the_writers_hash_on_upgrade(catalog_url, hand_circuits):
+    from catalog.formats.examples import toy_circuit
+    from catalog.store.identity import content_hash
+
+    imported = toy_circuit()  # scores, every kind of annotation, a group with members, a source file
+    old = Catalog.open(catalog_url, check_schema=False)
+    old.upgrade("0002")  # before revision 0003 added the content_hash column
+    first, again = old.add(imported), old.add(imported)  # the same file imported twice, as 0002 allowed
+    other = old.add(hand_circuits["gt"])
+    old.upgrade()
+    cat = Catalog.open(catalog_url)
+    with cat._db.engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT id, content_hash FROM circuits")).all())
+    assert stored == {first: content_hash(imported), again: None, other: content_hash(hand_circuits["gt"])}
+    # Deduplication now finds the old circuits: importing either again stores nothing new.
+    assert cat.add_many([imported, hand_circuits["gt"]]) == [Added(id=first, duplicate=True),
+                                                             Added(id=other, duplicate=True)]
+    old.close()
     cat.close()
