@@ -110,7 +110,7 @@ def sqlite_ingest(tmp: Path, circuits: list[Circuit], chunk: int = 50) -> tuple[
     times = {"catalog": 0.0, "raw": 0.0, "raw_nofk": 0.0}
     for lo in range(0, len(circuits), chunk):
         part = circuits[lo:lo + chunk]
-        prepared = [(lo + i + 1, node_rows(lo + i + 1, c.graph), edge_rows(lo + i + 1, c.graph))
+        prepared = [(lo + i + 1, list(node_rows(lo + i + 1, c.graph)), list(edge_rows(lo + i + 1, c.graph)))
                     for i, c in enumerate(part)]
         times["raw"] += raw.write(prepared)
         times["raw_nofk"] += raw_nofk.write(prepared)

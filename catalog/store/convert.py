@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -153,17 +153,17 @@ ANNOTATION_COLUMNS = ("circuit_id", "kind", "node_id", "value", "members")
 TAG_COLUMNS = ("circuit_id", "position", "tag")
 
 
-def node_rows(circuit_id: int, graph: CircuitGraph) -> list[tuple[Any, ...]]:
+def node_rows(circuit_id: int, graph: CircuitGraph) -> Iterator[tuple[Any, ...]]:
     """Rows (`NODE_COLUMNS`) for the nodes table; ``member`` marks circuit nodes (flagged, or an
-    endpoint of an in-circuit edge)."""
+    endpoint of an in-circuit edge). Rows are made as they are written, never all at once."""
     members = {n.id for n in graph.circuit_nodes}
-    return [(circuit_id, n.id, n.kind.value, n.layer, n.head, n.feature, n.position, n.token, n.dictionary,
-             n.score, n.in_circuit, n.id in members) for n in graph.nodes]
+    return ((circuit_id, n.id, n.kind.value, n.layer, n.head, n.feature, n.position, n.token, n.dictionary,
+             n.score, n.in_circuit, n.id in members) for n in graph.nodes)
 
 
-def edge_rows(circuit_id: int, graph: CircuitGraph) -> list[tuple[Any, ...]]:
-    """Rows (`EDGE_COLUMNS`) for the edges table."""
-    return [(circuit_id, e.src, e.dst, e.qkv.value if e.qkv else None, e.score, e.in_circuit) for e in graph.edges]
+def edge_rows(circuit_id: int, graph: CircuitGraph) -> Iterator[tuple[Any, ...]]:
+    """Rows (`EDGE_COLUMNS`) for the edges table, made as they are written."""
+    return ((circuit_id, e.src, e.dst, e.qkv.value if e.qkv else None, e.score, e.in_circuit) for e in graph.edges)
 
 
 def annotation_rows(circuit_id: int, graph: CircuitGraph) -> list[tuple[Any, ...]]:

@@ -10,6 +10,7 @@ batches (COPY on PostgreSQL), not one ORM object per edge.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -50,7 +51,7 @@ from catalog.store.schema import (
 )
 
 MAX_ID = 2**63 - 1  # the widest integer SQLite and PostgreSQL (bigint) store
-_BATCH = 50_000  # rows per executemany call: bounds memory for very large scored graphs
+_BATCH = 2_000  # rows per executemany call: memory stays that of one batch, speed that of one call
 
 
 def table_of(row: type[Any]) -> Table:
@@ -171,21 +172,25 @@ class Writer:
         self._bulk_insert(s, table_of(TagRow), TAG_COLUMNS, [(cid, i, t) for i, t in enumerate(tags)])
         return cid
 
-    def _bulk_insert(self, s: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    def _bulk_insert(self, s: Session, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
         """Insert `rows` (tuples in `columns` order): COPY on PostgreSQL, else executemany.
 
         The executemany statement is SQLAlchemy Core's ``insert(table)`` compiled once for the dialect; rows go
         to the driver as plain tuples (or dicts for named paramstyles), which skips the per-row
         parameter processing an ORM or Core ``execute(insert, [dicts])`` does: on SQLite that is
         about twice as fast for the million-edge ingest. Values are already plain Python types
-        (str, int, float, bool, None; JSON as text)."""
-        if not rows:
-            return
+        (str, int, float, bool, None; JSON as text). Rows are taken `_BATCH` at a time, so a large
+        graph never exists a second time as a list of rows."""
         conn = s.connection()
+        rows = iter(rows)
         if conn.dialect.name == "postgresql":
             # COPY is PostgreSQL's bulk path: an order of magnitude faster than batched INSERTs.
             with conn.connection.dbapi_connection.cursor() as cur:  # type: ignore[union-attr]
+                first = next(rows, None)
+                if first is None:
+                    return
                 with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    copy.write_row(first)
                     for row in rows:
                         copy.write_row(row)
             return
@@ -195,8 +200,7 @@ class Writer:
             sql = str(insert(table).compile(dialect=conn.dialect, column_keys=list(columns)))
             self._insert_sql[key] = sql
         positional = conn.dialect.paramstyle in ("qmark", "numeric", "format")
-        for start in range(0, len(rows), _BATCH):
-            chunk = rows[start:start + _BATCH]
+        while chunk := list(islice(rows, _BATCH)):
             conn.exec_driver_sql(sql, chunk if positional else [dict(zip(columns, r)) for r in chunk])
 
     def _model_id(self, s: Session, shape: ModelShape) -> int:
