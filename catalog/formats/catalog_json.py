@@ -18,12 +18,13 @@ Version 1 layout::
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from catalog.errors import CatalogError, FormatError
 from catalog.formats.files import RawFile, check_finite_json
+from catalog.formats.stream import ARRAY, Events, JsonFile
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
 from catalog.naming import QKV
 from catalog.provenance import Circuit, Provenance
@@ -68,7 +69,10 @@ class AnnotationDoc(_Strict):
     members: list[str] = []
 
 
-class CircuitDoc(_Strict):
+class HeadDoc(_Strict):
+    """A circuit document's fields other than its records (nodes, edges, annotations), which are
+    validated one at a time as they are read; here they only have to be there and be lists."""
+
     schema_version: int | None = None
     format: str | None = None
     model: ModelDoc
@@ -77,9 +81,9 @@ class CircuitDoc(_Strict):
     tags: list[str] = []
     metrics: dict[str, Any] = {}
     provenance: dict[str, Any]
-    nodes: list[NodeDoc]
-    edges: list[EdgeDoc] = []
-    annotations: list[AnnotationDoc] = []
+    nodes: list[Any]
+    edges: list[Any] = []
+    annotations: list[Any] = []
 
 
 def shape_to_dict(shape: ModelShape) -> dict[str, Any]:
@@ -125,16 +129,53 @@ def provenance_from_dict(data: Any, where: str) -> Provenance:
         raise FormatError(f"{where}: provenance is invalid ({_first_error(exc)}).") from None
 
 
-def annotations_from_docs(docs: list[AnnotationDoc]) -> tuple[Annotation, ...]:
-    return tuple(Annotation(AnnotationKind(a.kind), a.value, a.node, tuple(a.members)) for a in docs)
-
-
-def circuit_from_dict(data: Any, where: str) -> Circuit:
-    """Validate a version-1 document and build its circuit (errors name the offending field)."""
+def _validated(model: type[_M], value: Any, where: str, at: str) -> _M:
     try:
-        doc = CircuitDoc.model_validate(data)
+        return model.model_validate(value)
     except ValidationError as exc:
-        raise FormatError(f"{where} is not a valid circuit-catalog JSON circuit ({_first_error(exc)}).") from None
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in (at, *err["loc"]) if x != "") or "top level"
+        raise FormatError(f"{where} is not a valid circuit-catalog JSON circuit ({loc}: {err['msg']}).") from None
+
+
+_M = TypeVar("_M", bound=_Strict)
+
+
+class CircuitParts:
+    """One circuit's records as they are read: each validated through its pydantic model and
+    turned into a `Node`, `Edge` or `Annotation` at once (edges share their nodes' id strings)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.nodes: list[Node] = []
+        self.edges: list[Edge] = []
+        self.annotations: list[Annotation] = []
+        self._ids: dict[str, str] = {}
+
+    def add(self, key: str, item: Any, i: int) -> None:
+        try:
+            if key == "nodes":
+                n = _validated(NodeDoc, item, self.where, f"nodes.{i}")
+                node = Node.of(n.id, score=n.score, in_circuit=n.in_circuit, token=n.token)
+                self._ids[node.id] = node.id
+                self.nodes.append(node)
+            elif key == "edges":
+                e = _validated(EdgeDoc, item, self.where, f"edges.{i}")
+                self.edges.append(Edge(self._ids.get(e.src, e.src), self._ids.get(e.dst, e.dst),
+                                       QKV(e.qkv) if e.qkv else None, e.score, e.in_circuit))
+            else:
+                a = _validated(AnnotationDoc, item, self.where, f"annotations.{i}")
+                self.annotations.append(Annotation(AnnotationKind(a.kind), a.value, a.node, tuple(a.members)))
+        except FormatError:
+            raise
+        except CatalogError as exc:
+            raise type(exc)(f"{self.where}: {exc}") from None
+
+
+def circuit_from_parts(head: Any, parts: CircuitParts) -> Circuit:
+    """Validate a circuit's head fields and build its circuit from the records already read."""
+    where = parts.where
+    doc = _validated(HeadDoc, head, where, "")
     if doc.schema_version not in (None, SCHEMA_VERSION):
         raise FormatError(
             f"{where} has schema_version {doc.schema_version}; this circuit-catalog reads version "
@@ -145,42 +186,83 @@ def circuit_from_dict(data: Any, where: str) -> Circuit:
     m = doc.model
     try:
         shape = ModelShape(m.name, m.n_layers, m.n_heads, m.d_model, m.revision, m.parallel_attn_mlp)
-        nodes = tuple(Node.of(n.id, score=n.score, in_circuit=n.in_circuit, token=n.token) for n in doc.nodes)
-        edges = tuple(Edge(e.src, e.dst, QKV(e.qkv) if e.qkv else None, e.score, e.in_circuit)
-                      for e in doc.edges)
-        graph = CircuitGraph(shape, nodes, edges, annotations_from_docs(doc.annotations))
+        graph = CircuitGraph(shape, tuple(parts.nodes), tuple(parts.edges), tuple(parts.annotations))
     except CatalogError as exc:
         raise type(exc)(f"{where}: {exc}") from None
     return Circuit(graph=graph, task=doc.task, provenance=prov, name=doc.name,
                    tags=tuple(doc.tags), metrics=dict(doc.metrics))
 
 
-def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = None,
+_RECORD_KEYS = ("nodes", "edges", "annotations")
+
+
+def circuit_from_dict(data: Any, where: str) -> Circuit:
+    """Validate a version-1 document (a dict) and build its circuit (errors name the offending field)."""
+    parts = CircuitParts(where)
+    head = dict(data) if isinstance(data, dict) else data
+    if isinstance(head, dict):
+        for key in _RECORD_KEYS:
+            if isinstance(head.get(key), list):
+                for i, item in enumerate(head[key]):
+                    parts.add(key, item, i)
+                head[key] = []
+    return circuit_from_parts(head, parts)
+
+
+def _streamed_circuit(ev: Events, first: tuple[str, Any], depth: int, where: str,
+                      last: RawFile | None = None) -> Circuit:
+    """Read one circuit object from the event stream, its records one at a time; for the file's
+    `last` circuit, release the file's bytes before the graph is built."""
+    if first[0] != "start_map":
+        return circuit_from_dict(ev.value(depth, first), where)
+    parts = CircuitParts(where)
+    head: dict[str, Any] = {}
+    for key in ev.keys():
+        start = ev.next()
+        if key in _RECORD_KEYS and start[0] == "start_array":
+            for i, item in enumerate(ev.items(depth + 1)):
+                parts.add(key, item, i)
+            head[key] = []
+        else:
+            head[key] = ev.value(depth + 1, start, at=(key,))
+    if last is not None:
+        for _ in ev.rest():  # the parser checks that nothing follows the document
+            pass
+        last.release()
+    return circuit_from_parts(head, parts)
+
+
+def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None = None,
          name: str | None = None, top_k: int | None = None) -> list[Circuit]:
-    """Read one circuit, or every circuit of a ``{"circuits": [...]}`` document.
+    """Read one circuit, or every circuit of a ``{"circuits": [...]}`` document, streaming each
+    circuit's records.
 
     `model` must agree with the file; `task` and `name` override it; `top_k` reselects."""
-    if isinstance(doc, dict) and "circuits" in doc:
-        items = doc["circuits"]
-        extra = set(doc) - {"circuits", "schema_version", "format"}
-        if not isinstance(items, list) or not items or extra:
+    top = doc.top
+    out: list[Circuit] = []
+    if isinstance(top, dict) and "circuits" in top:
+        extra = set(top) - {"circuits", "schema_version", "format"}
+        count = doc.count("circuits") if top["circuits"] is ARRAY else 0
+        if not count or extra:
             raise FormatError(
                 f"{raw.display_name}: 'circuits' must be a non-empty list of circuits and the only "
                 "other keys schema_version and format."
             )
-        if doc.get("schema_version") not in (None, SCHEMA_VERSION):
+        if top.get("schema_version") not in (None, SCHEMA_VERSION):
             raise FormatError(
-                f"{raw.display_name} has schema_version {doc.get('schema_version')!r}; this "
+                f"{raw.display_name} has schema_version {top.get('schema_version')!r}; this "
                 f"circuit-catalog reads version {SCHEMA_VERSION}."
             )
-    else:
-        items = [doc]
-    out: list[Circuit] = []
-    for i, item in enumerate(items):
-        where = raw.display_name if len(items) == 1 else f"{raw.display_name} circuit {i + 1}"
-        c = circuit_from_dict(item, where)
-        out.append(apply_overrides(c, where, model, task, name, top_k))
-    return out
+        ev = doc.member("circuits")
+        ev.next()  # start_array
+        for i in range(count):
+            where = raw.display_name if count == 1 else f"{raw.display_name} circuit {i + 1}"
+            c = _streamed_circuit(ev, ev.next(), 2, where, raw if i == count - 1 else None)
+            out.append(apply_overrides(c, where, model, task, name, top_k))
+        return out
+    ev = doc.events()
+    c = _streamed_circuit(ev, ev.next(), 0, raw.display_name, raw)
+    return [apply_overrides(c, raw.display_name, model, task, name, top_k)]
 
 
 def apply_overrides(c: Circuit, where: str, model: str | None, task: str | None,

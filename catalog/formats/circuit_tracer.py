@@ -38,6 +38,7 @@ from catalog.bounds import FiniteFloat, Id, Short, Text
 from catalog.errors import FormatError, InvalidInputError
 from catalog.formats.common import import_provenance, require_keys, shape_for_name
 from catalog.formats.files import KNOWN_TASK_SLUGS, RawFile, infer_task
+from catalog.formats.stream import ARRAY, JsonFile
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, Node
 from catalog.naming import ComponentId, NodeKind, format_node
 from catalog.provenance import Circuit, Selection, SelectionRule
@@ -190,13 +191,15 @@ def _record(model: type[_Record], value: Any, raw: RawFile, where: str) -> None:
                           f"{repr(err.get('input'))[:60]}).") from None
 
 
-def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = None,
+def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None = None,
          name: str | None = None, top_k: int | None = None) -> list[Circuit]:
-    """Read an attribution graph as one feature-level circuit."""
-    require_keys(doc, ("metadata", "nodes", "links"), raw, "circuit-tracer graph")
-    meta, nodes_doc, links = doc["metadata"], doc["nodes"], doc["links"]
-    qparams = doc.get("qParams") or {}
-    if not isinstance(meta, dict) or not isinstance(nodes_doc, list) or not isinstance(links, list) \
+    """Read an attribution graph as one feature-level circuit.
+
+    Metadata comes from the file's head; nodes, then links, are streamed record by record."""
+    head = require_keys(doc.top, ("metadata", "nodes", "links"), raw, "circuit-tracer graph")
+    meta = head["metadata"]
+    qparams = head.get("qParams") or {}
+    if not isinstance(meta, dict) or head["nodes"] is not ARRAY or head["links"] is not ARRAY \
             or not isinstance(qparams, dict):
         raise FormatError(
             f"{raw.display_name}: metadata and qParams must be objects, nodes and links lists."
@@ -215,7 +218,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
     parsed: list[tuple[str, NodeKind, int | None, int, dict[str, Any]]] = []
     feats: list[tuple[str, int, int]] = []
     seen: set[str] = set()
-    for i, nd in enumerate(nodes_doc):
+    for i, nd in enumerate(doc.items("nodes")):
         if not isinstance(nd, dict):
             raise FormatError(f"{raw.display_name}: nodes[{i}] is not an object.")
         nid = nd.get("node_id")
@@ -250,10 +253,12 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
             feats.append((nid, layer or 0, z))
         if kind is NodeKind.LOGITS:
             _int(nd.get("feature"), raw, f"logit node '{nid}' feature (the token id)")
-        parsed.append((nid, kind, layer, pos, nd))
+        # Keep only the values export needs (they include every field read below), not the record.
+        parsed.append((nid, kind, layer, pos, {k: nd[k] for k in _NODE_VALUES if k in nd and _plain(nd[k])}))
     indices = _checked(raw, _feature_indices(raw, feats))
 
     ids: dict[str, str] = {}
+    file_id: dict[str, str] = {}  # catalog id -> node_id: finds a component listed twice at once
     values: dict[str, dict[str, Any]] = {}  # catalog id -> the file's own id and values, for export
     nodes: list[Node] = []
     annotations: list[Annotation] = []
@@ -273,16 +278,16 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                 raise FormatError(f"{raw.display_name}: logit node '{nid}' has negative token id {token}.")
             comp = ComponentId(kind, position=pos, token=token)
         cid = format_node(comp)
-        if cid in ids.values():
-            other = next(k for k, v in ids.items() if v == cid)
+        if cid in file_id:
+            other = file_id[cid]
             raise FormatError(
                 f"{raw.display_name}: nodes '{other}' and '{nid}' are the same component {cid} "
                 "(same type, layer, feature and position); remove the duplicate."
             )
         ids[nid] = cid
+        file_id[cid] = nid
         nodes.append(Node.of(cid, token=token))
-        kept = {k: nd[k] for k in _NODE_VALUES if k in nd and _plain(nd[k])}
-        values[cid] = {"node_id": nid, **kept}
+        values[cid] = {"node_id": nid, **nd}
         clerp = nd.get("clerp")
         if isinstance(clerp, str) and clerp.strip():
             annotations.append(Annotation(AnnotationKind.LABEL, clerp.strip(), node=cid))
@@ -290,7 +295,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
             annotations.append(Annotation(AnnotationKind.LABEL, f'Input "{tokens[pos]}"', node=cid))
 
     edges: list[Edge] = []
-    for i, link in enumerate(links):
+    for i, link in enumerate(doc.items("links")):
         if not isinstance(link, dict):
             raise FormatError(f"{raw.display_name}: links[{i}] is not an object.")
         src, dst, w = link.get("source"), link.get("target"), link.get("weight")
@@ -307,6 +312,7 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
             )
         _record(_LinkDoc, link, raw, f"links[{i}]")
         edges.append(Edge(ids[str(src)], ids[str(dst)], None, float(w)))
+    raw.release()
 
     dropped = 0
     for group in _supernodes(raw, qparams.get("supernodes")):

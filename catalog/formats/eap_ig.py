@@ -14,11 +14,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from catalog.bounds import FiniteFloat
 from catalog.errors import FormatError, InvalidInputError
 from catalog.formats.common import import_provenance, require_keys, shape_for_cfg
 from catalog.formats.files import RawFile, need_task
+from catalog.formats.stream import OBJECT, JsonFile
 from catalog.graph import CircuitGraph, Edge, Node
 from catalog.naming import QKV, NodeKind, format_edge, parse_edge, parse_node
 from catalog.provenance import Circuit, Selection, SelectionRule
@@ -98,28 +102,55 @@ def _check_name(name: str, raw: RawFile, n_layers: int, n_heads: int, what: str)
         )
 
 
-def _score(value: Any, raw: RawFile, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise FormatError(f"{raw.display_name}: {what} has score {value!r}; scores must be numbers.")
-    if not math.isfinite(value):
-        raise FormatError(f"{raw.display_name}: {what} has score {value}; scores must be finite numbers.")
-    return float(value)
+class _Record(BaseModel):
+    """An EAP-IG node or edge record: the fields the importer reads are typed; others pass through
+    (EAP-IG adds neuron masks and scores to nodes)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
-def _flag(value: Any, raw: RawFile, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise FormatError(f"{raw.display_name}: {what} has in_graph {value!r}; it must be true or false.")
-    return value
+class _NodeDoc(_Record):
+    in_graph: bool
+    score: FiniteFloat | None = None
 
 
-def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = None,
+class _EdgeDoc(_Record):
+    score: FiniteFloat | None
+    in_graph: bool
+
+
+_R = TypeVar("_R", bound=_Record)
+
+
+def _record(model: type[_R], value: Any, raw: RawFile, what: str, shape: str) -> _R:
+    """Validate one record; the message names the record and what is wrong with it."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = err["loc"][0] if err["loc"] else None
+        if field is None or err["type"] == "missing":
+            raise FormatError(f"{raw.display_name}: {what} maps to {value!r:.80}; expected {shape}.") from None
+        got = err.get("input")
+        if field == "score":
+            rule = "must be finite numbers" if isinstance(got, float) else "must be numbers"
+            raise FormatError(f"{raw.display_name}: {what} has score {got!r:.60}; scores {rule}.") from None
+        raise FormatError(f"{raw.display_name}: {what} has {field} {got!r:.60}; it must be true or false.") from None
+
+
+_NODE_SHAPE = '{"in_graph": true|false} (or a bare true/false in the legacy schema)'
+_EDGE_SHAPE = '{"score": number, "in_graph": true|false}'
+
+
+def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None = None,
          name: str | None = None, top_k: int | None = None) -> list[Circuit]:
-    """Read an EAP-IG graph (current or legacy node schema) as one circuit."""
-    require_keys(doc, ("cfg", "nodes", "edges"), raw, "EAP-IG graph")
-    cfg, nodes_doc, edges_doc = doc["cfg"], doc["nodes"], doc["edges"]
-    if not isinstance(cfg, dict) or not isinstance(nodes_doc, dict) or not isinstance(edges_doc, dict):
+    """Read an EAP-IG graph (current or legacy node schema) as one circuit.
+
+    The cfg comes from the file's head; nodes, then edges, are streamed record by record, each
+    validated through its pydantic model and turned into a `Node` or `Edge` at once."""
+    head = require_keys(doc.top, ("cfg", "nodes", "edges"), raw, "EAP-IG graph")
+    cfg = head["cfg"]
+    if not isinstance(cfg, dict) or head["nodes"] is not OBJECT or head["edges"] is not OBJECT:
         raise FormatError(f"{raw.display_name}: cfg, nodes and edges must each be a JSON object.")
     nl, nh = _int_field(cfg, "n_layers", raw), _int_field(cfg, "n_heads", raw)
     d_model = None if cfg.get("d_model") is None else _int_field(cfg, "d_model", raw)
@@ -133,30 +164,21 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
     legacy = False
     neurons = False
     nodes: dict[str, Node] = {}
-    for node_name, value in nodes_doc.items():
+    for node_name, value in doc.entries("nodes"):
         _check_name(node_name, raw, nl, nh, "node")
         score = None
         if isinstance(value, bool):
             legacy, flag = True, value
-        elif isinstance(value, dict):
-            if "in_graph" not in value:
-                raise FormatError(f"{raw.display_name}: node '{node_name}' has no in_graph flag.")
-            flag = _flag(value["in_graph"], raw, f"node '{node_name}'")
-            score = _score(value.get("score"), raw, f"node '{node_name}'")
-            neurons = neurons or "neurons" in value or "neurons_scores" in value
         else:
-            raise FormatError(
-                f"{raw.display_name}: node '{node_name}' maps to {value!r}; expected "
-                '{"in_graph": true|false} (or a bare true/false in the legacy schema).'
-            )
+            node = _record(_NodeDoc, value, raw, f"node '{node_name}'", _NODE_SHAPE)
+            flag, score = node.in_graph, node.score
+            neurons = neurons or "neurons" in value or "neurons_scores" in value
         nodes[node_name] = Node.of(node_name, score=score, in_circuit=flag)
 
     edges: list[Edge] = []
-    # Take each edge out of the parsed document as it is converted, so the document's records are
-    # freed while the circuit is built (the graph puts edges in canonical order anyway), and share
-    # the node id strings instead of keeping two new strings per edge.
-    while edges_doc:
-        edge_name, value = edges_doc.popitem()
+    # Duplicate edge names are left to the graph ("Edge ... appears twice"): a set of every name
+    # would cost more memory than the edges themselves. Each edge shares its nodes' id strings.
+    for edge_name, value in doc.entries("edges", unique=False):
         try:
             src, dst, qkv = parse_edge(edge_name)
         except InvalidInputError:
@@ -171,13 +193,9 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
                     f"{raw.display_name}: edge '{edge_name}' refers to node '{end}', which the "
                     "file's nodes do not list. The file is incomplete; export it again."
                 )
-        if not isinstance(value, dict) or "in_graph" not in value or "score" not in value:
-            raise FormatError(
-                f"{raw.display_name}: edge '{edge_name}' maps to {value!r}; expected "
-                '{"score": number, "in_graph": true|false}.'
-            )
-        edges.append(Edge(nodes[src].id, nodes[dst].id, qkv, _score(value["score"], raw, f"edge '{edge_name}'"),
-                          _flag(value["in_graph"], raw, f"edge '{edge_name}'")))
+        edge = _record(_EdgeDoc, value, raw, f"edge '{edge_name}'", _EDGE_SHAPE)
+        edges.append(Edge(nodes[src].id, nodes[dst].id, qkv, edge.score, edge.in_graph))
+    raw.release()
 
     flagged = any(e.in_circuit for e in edges) or any(
         n.in_circuit for n in nodes.values() if n.id != "logits")
@@ -185,8 +203,9 @@ def read(raw: RawFile, doc: Any, model: str | None = None, task: str | None = No
         # to_json always writes logits as in the graph (from_json skips the flag): alone, it
         # selects nothing, as in importance-score files.
         nodes["logits"] = Node.of("logits", score=nodes["logits"].score, in_circuit=False)
-    graph = CircuitGraph(shape, tuple(nodes.values()), tuple(edges))
     n_scored = sum(e.score is not None for e in edges)
+    graph = CircuitGraph(shape, tuple(nodes.values()), tuple(edges))
+    del edges
     if top_k is not None:
         selection = Selection(rule=SelectionRule.TOP_K, value=top_k, absolute=True)
         graph = graph.top_k(top_k)

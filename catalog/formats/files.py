@@ -7,6 +7,7 @@ stops at the size limit, and bad bytes become a `FormatError` that says what to 
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import json
@@ -41,14 +42,31 @@ _PT_ADVICE = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class RawFile:
-    """The decoded text of an import file, with what provenance needs to know about it."""
+    """An import file's bytes (gunzipped, checked to be UTF-8), with what provenance needs to know.
+
+    The bytes are kept as they are, not decoded into a string: readers stream-parse them, so the
+    file is held in memory once, and `release` them after their last pass, before they build the
+    circuit, so the file and the circuit are not held at once."""
 
     path: Path
-    text: str
+    data: bytes
     sha256: str
     gzipped: bool
+
+    def release(self) -> None:
+        """Let the file's bytes go (every pass over them is done); name and hash stay."""
+        self.data = b""
+
+    def first_char(self) -> bytes:
+        r"""The first byte that is not whitespace or a byte-order mark (b"" for none).
+
+        >>> RawFile(Path("x"), b"\xef\xbb\xbf  <graphml/>", "", False).first_char()
+        b'<'
+        """
+        m = _FIRST.match(self.data)
+        return m.group(1) if m else b""
 
     @property
     def display_name(self) -> str:
@@ -214,18 +232,26 @@ def refuse_binary(p: Path, data: bytes) -> None:
         )
 
 
-def read_text(path: str | os.PathLike[str]) -> RawFile:
-    """Read, gunzip, size-check and UTF-8-decode an import file (refusing pickles and binaries)."""
+_FIRST = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*(.)", re.S)
+_UTF8_STEP = 1 << 20
+
+
+def read_file(path: str | os.PathLike[str]) -> RawFile:
+    """Read, gunzip and size-check an import file, refusing pickles, binaries and bytes that are
+    not UTF-8 (checked a megabyte at a time, so no decoded copy of the file is ever made)."""
     p, raw, data, gzipped = read_bytes(path)
     refuse_binary(p, data)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FormatError(
-            f"{p.name} is not UTF-8 text (bad byte at offset {exc.start}); circuit files are "
-            "UTF-8 JSON or GraphML. Re-save it as UTF-8."
-        ) from None
-    return RawFile(path=p, text=text, sha256=hashlib.sha256(raw).hexdigest(), gzipped=gzipped)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), _UTF8_STEP):
+        try:
+            decoder.decode(view[start:start + _UTF8_STEP], final=start + _UTF8_STEP >= len(data))
+        except UnicodeDecodeError as exc:
+            raise FormatError(
+                f"{p.name} is not UTF-8 text (bad byte at offset {start + exc.start}); circuit files are "
+                "UTF-8 JSON or GraphML. Re-save it as UTF-8."
+            ) from None
+    return RawFile(path=p, data=data, sha256=hashlib.sha256(raw).hexdigest(), gzipped=gzipped)
 
 
 class _DuplicateKey(Exception):
@@ -239,11 +265,6 @@ def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateKey(k)
         out[k] = v
     return out
-
-
-def parse_json(raw: RawFile) -> Any:
-    """Parse an import file's JSON with `loads_bounded`."""
-    return loads_bounded(raw.text, raw.display_name)
 
 
 def loads_bounded(text: str, where: str, max_depth: int | None = None) -> Any:

@@ -27,11 +27,19 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
+from xml.parsers import expat
 
 from catalog.bounds import MAX_DEPTH
-from catalog.errors import FormatError
-from catalog.formats.catalog_json import SCHEMA_VERSION, annotation_to_dict, circuit_from_dict, shape_to_dict
+from catalog.errors import CatalogError, FormatError
+from catalog.formats.catalog_json import (
+    SCHEMA_VERSION,
+    CircuitParts,
+    annotation_to_dict,
+    circuit_from_parts,
+    shape_to_dict,
+)
 from catalog.formats.files import RawFile, loads_bounded
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit, Source
@@ -153,58 +161,171 @@ def _json_attr(attrs: dict[str, Any], key: str, raw: RawFile, default: Any) -> A
     return loads_bounded(value, f"{raw.display_name}: graph attribute '{key}'", max_depth=MAX_DEPTH)
 
 
-def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | None = None,
-         name: str | None = None, top_k: int | None = None) -> list[Circuit]:
-    """Read GraphML written by `write` back into the same circuit."""
-    import networkx as nx
+_NS = "http://graphml.graphdrawing.org/xmlns "
+_BOOLEANS: dict[str, bool] = {"true": True, "false": False, "0": False, "1": True}
+_TYPES: dict[str, Callable[[str], Any]] = {"string": str, "int": int, "long": int, "float": float, "double": float,
+                                           "boolean": lambda text: _BOOLEANS[text.lower()]}
+_XML_CHUNK = 1 << 16
 
-    from catalog.formats.catalog_json import apply_overrides
 
-    head = raw.text[:4096]
-    if "<!DOCTYPE" in head or "<!ENTITY" in raw.text:
-        raise FormatError(f"{raw.display_name}: GraphML with a DOCTYPE or entities is refused; "
+class _GraphmlStream:
+    """GraphML read with expat, one element at a time: each node and edge becomes a record for
+    `catalog_json.CircuitParts` as its end tag is read, so no document tree is ever built.
+
+    Read as networkx reads it (keys by id, typed ``attr.type`` values, untyped keys as strings,
+    data with child elements ignored), except that key defaults are not applied (circuit-catalog
+    never writes them) and an edge's ends must be declared nodes. A DOCTYPE or any entity
+    declaration is refused before it is expanded, as defusedxml does.
+    """
+
+    def __init__(self, raw: RawFile) -> None:
+        self.raw = raw
+        self.keys: dict[str, tuple[str, Callable[[str], Any]]] = {}
+        self.graph: dict[str, Any] = {}
+        self.parts = CircuitParts(raw.display_name)
+        self.escaped = False
+        self.n_graphs = 0
+        self._data: dict[str, Any] | None = None  # the data of the node / edge / graph being read
+        self._element: dict[str, str] = {}
+        self._key: str | None = None  # the key of the <data> being read
+        self._text: list[str] = []
+        self._children = 0  # elements inside the current <data> (yfiles extensions): ignored
+        self._counts = {"nodes": 0, "edges": 0}
+
+    def parse(self) -> None:
+        parser = expat.ParserCreate(namespace_separator=" ")
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = self._refuse_dtd
+        parser.EntityDeclHandler = self._refuse_dtd
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._chars
+        view = memoryview(self.raw.data)
+        for at in range(0, len(view), _XML_CHUNK):
+            parser.Parse(view[at:at + _XML_CHUNK].tobytes(), False)
+        parser.Parse(b"", True)
+
+    def _refuse_dtd(self, *_: Any) -> None:
+        raise FormatError(f"{self.raw.display_name}: GraphML with a DOCTYPE or entities is refused; "
                           "export it again with circuit-catalog.")
-    try:
-        G = nx.read_graphml(io.BytesIO(raw.text.encode("utf-8")), node_type=str,
-                            edge_key_type=str, force_multigraph=True)
-    except Exception as exc:  # noqa: BLE001 - the XML parser raises many kinds on bad input
-        raise FormatError(f"{raw.display_name} is not readable GraphML ({type(exc).__name__}: "
-                          f"{str(exc)[:200]}). Export it again.") from None
-    attrs = dict(G.graph)
-    if "catalog_schema_version" not in attrs:
-        raise FormatError(
-            f"{raw.display_name} is GraphML but was not written by circuit-catalog (no "
-            "catalog_schema_version graph attribute); only the catalog's own GraphML can be imported."
-        )
-    if attrs.get(ESCAPE_ATTR) not in (None, ESCAPE_SCHEME):
-        raise FormatError(f"{raw.display_name} uses string escape {attrs.get(ESCAPE_ATTR)!r}; this "
-                          f"circuit-catalog reads {ESCAPE_SCHEME!r}. Upgrade circuit-catalog.")
-    escaped = ESCAPE_ATTR in attrs  # files written before the scheme hold raw strings
 
-    def plain(value: Any) -> Any:
-        return xml_unescape(value) if escaped and isinstance(value, str) else value
+    def plain(self, value: Any) -> Any:
+        return xml_unescape(value) if self.escaped and isinstance(value, str) else value
 
-    nodes = []
-    for nid, data in G.nodes(data=True):
-        nid = plain(nid)
-        entry: dict[str, Any] = {"id": nid, "score": data.get("score"),
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        if self._key is not None:
+            self._children += 1
+            return
+        if not name.startswith(_NS):
+            return
+        tag = name[len(_NS):]
+        if tag == "key":
+            key_id, attr_name, attr_type = attrs.get("id"), attrs.get("attr.name"), attrs.get("attr.type", "string")
+            if key_id is None or attr_name is None or attr_type not in _TYPES:
+                raise FormatError(f"{self.raw.display_name} is not readable GraphML (key {key_id!r} has no "
+                                  f"name or an unknown type {attr_type!r}). Export it again.")
+            self.keys[key_id] = (attr_name, _TYPES[attr_type])
+            if attr_name == ESCAPE_ATTR:  # keys come before the graph: its strings are escaped
+                self.escaped = True
+        elif tag == "graph":
+            if not any(attr_name == "catalog_schema_version" for attr_name, _ in self.keys.values()):
+                raise _foreign(self.raw)  # keys come first: say so before reading any node
+            self.n_graphs += 1
+            self._data = self.graph
+        elif tag in ("node", "edge"):
+            self._element, self._data = attrs, {}
+        elif tag == "data" and self._data is not None:
+            self._key, self._text, self._children = attrs.get("key", ""), [], 0
+        elif tag == "hyperedge":
+            raise FormatError(f"{self.raw.display_name} holds GraphML hyperedges, which no circuit has.")
+
+    def _chars(self, text: str) -> None:
+        if self._key is not None and not self._children:
+            self._text.append(text)
+
+    def _end(self, name: str) -> None:
+        if self._key is not None:
+            if name != _NS + "data":
+                self._children -= 1
+                return
+            key, self._key = self._key, None
+            if key not in self.keys:
+                raise FormatError(f"{self.raw.display_name} is not readable GraphML (data for an undeclared "
+                                  f"key {key!r}). Export it again.")
+            attr_name, convert = self.keys[key]
+            if self._text and not self._children and self._data is not None:
+                self._data[attr_name] = convert("".join(self._text))
+            return
+        if name == _NS + "node":
+            self._node()
+        elif name == _NS + "edge":
+            self._edge()
+        elif name == _NS + "graph":
+            self._data = None
+
+    def _node(self) -> None:
+        data, nid = self._data or {}, self._element.get("id")
+        entry: dict[str, Any] = {"id": self.plain(nid), "score": data.get("score"),
                                  "in_circuit": data.get("in_circuit", True)}
         if data.get("token") is not None and data.get("kind") != NodeKind.LOGITS.value:
             entry["token"] = data["token"]
-        nodes.append(entry)
-    edges = [{"src": plain(u), "dst": plain(v), "qkv": plain(data.get("qkv")), "score": data.get("score"),
-              "in_circuit": data.get("in_circuit", True)}
-             for u, v, _key, data in G.edges(keys=True, data=True)]
-    doc_dict = {
+        self.parts.add("nodes", entry, self._counts["nodes"])
+        self._counts["nodes"] += 1
+        self._data = self.graph
+
+    def _edge(self) -> None:
+        data, element = self._data or {}, self._element
+        entry = {"src": self.plain(element.get("source")), "dst": self.plain(element.get("target")),
+                 "qkv": self.plain(data.get("qkv")), "score": data.get("score"),
+                 "in_circuit": data.get("in_circuit", True)}
+        self.parts.add("edges", entry, self._counts["edges"])
+        self._counts["edges"] += 1
+        self._data = self.graph
+
+
+def _foreign(raw: RawFile) -> FormatError:
+    return FormatError(
+        f"{raw.display_name} is GraphML but was not written by circuit-catalog (no "
+        "catalog_schema_version graph attribute); only the catalog's own GraphML can be imported."
+    )
+
+
+def read(raw: RawFile, doc: Any = None, model: str | None = None, task: str | None = None,
+         name: str | None = None, top_k: int | None = None) -> list[Circuit]:
+    """Read GraphML written by `write` back into the same circuit, streaming its elements."""
+    from catalog.formats.catalog_json import apply_overrides
+
+    stream = _GraphmlStream(raw)
+    try:
+        stream.parse()
+    except CatalogError:
+        raise
+    except (expat.ExpatError, ValueError, KeyError) as exc:  # a bad value of its declared type too
+        raise FormatError(f"{raw.display_name} is not readable GraphML ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}). Export it again.") from None
+    raw.release()
+    if not stream.n_graphs:
+        raise FormatError(f"{raw.display_name} is not readable GraphML (it holds no graph). Export it again.")
+    attrs = stream.graph
+    if "catalog_schema_version" not in attrs:
+        raise _foreign(raw)
+    if attrs.get(ESCAPE_ATTR) not in (None, ESCAPE_SCHEME):
+        raise FormatError(f"{raw.display_name} uses string escape {attrs.get(ESCAPE_ATTR)!r}; this "
+                          f"circuit-catalog reads {ESCAPE_SCHEME!r}. Upgrade circuit-catalog.")
+    annotations = _json_attr(attrs, "annotations", raw, [])
+    if isinstance(annotations, list):
+        for i, item in enumerate(annotations):
+            stream.parts.add("annotations", item, i)
+        annotations = []
+    head = {
         "schema_version": attrs.get("catalog_schema_version"),
         "model": _json_attr(attrs, "model", raw, None),
-        "task": plain(attrs.get("task")),
-        "name": plain(attrs.get("name")),
+        "task": stream.plain(attrs.get("task")),
+        "name": stream.plain(attrs.get("name")),
         "tags": _json_attr(attrs, "tags", raw, []),
         "metrics": _json_attr(attrs, "metrics", raw, {}),
         "provenance": _json_attr(attrs, "provenance", raw, None),
-        "nodes": nodes, "edges": edges,
-        "annotations": _json_attr(attrs, "annotations", raw, []),
+        "nodes": [], "edges": [], "annotations": annotations,
     }
-    circuit = circuit_from_dict(doc_dict, raw.display_name)
+    circuit = circuit_from_parts(head, stream.parts)
     return [apply_overrides(circuit, raw.display_name, model, task, name, top_k)]

@@ -15,7 +15,8 @@ from catalog.atomic import atomic_output, check_target
 from catalog.errors import CatalogError, FormatError, InvalidInputError, suggest
 from catalog.formats import catalog_json, circuit_tracer, eap_ig, graphml
 from catalog.formats.common import check_circuit
-from catalog.formats.files import RawFile, parse_json, read_text
+from catalog.formats.files import RawFile, read_file
+from catalog.formats.stream import JsonFile
 from catalog.provenance import Circuit
 
 if TYPE_CHECKING:
@@ -86,7 +87,11 @@ def detect_format(raw: RawFile, doc: Any | None) -> str:
 
 
 def _looks_like_xml(raw: RawFile) -> bool:
-    return raw.text.lstrip()[:1] == "<"
+    return raw.first_char() == b"<"
+
+
+# Top-level members that hold a file's records: streamed by the readers, never built whole.
+_RECORDS = frozenset({"nodes", "edges", "links", "circuits", "annotations"})
 
 
 def read_circuits(path: str | os.PathLike[str], format: str | None = None, model: str | None = None,
@@ -116,7 +121,7 @@ def _read(path: str | os.PathLike[str], format: str | None, model: str | None, t
     spec = get_format(format) if format else None
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InvalidInputError(f"--top-k must be a positive integer, got {top_k!r}.")
-    raw = read_text(path)
+    raw = read_file(path)
     xml = _looks_like_xml(raw)
     if spec is not None and spec.is_json == xml:
         kind = "XML" if xml else "JSON"
@@ -124,22 +129,20 @@ def _read(path: str | os.PathLike[str], format: str | None, model: str | None, t
             f"{raw.display_name} is {kind}, so it cannot be {spec.slug}; drop --format to detect "
             "the format, or pass the right one."
         )
-    if xml:
-        doc = None
-    else:
-        if raw.text.lstrip()[:1] not in ("{", "["):
+    source: JsonFile | None = None
+    if not xml:
+        if raw.first_char() not in (b"{", b"["):
             raise FormatError(
                 f"{raw.display_name} is neither JSON nor GraphML; import a circuit JSON or GraphML "
                 "file (gzip-compressed is fine)."
             )
-        doc = parse_json(raw)
-    slug = spec.slug if spec else detect_format(raw, doc)
+        source = JsonFile(raw)
+        source.head(streamed=_RECORDS)
+    slug = spec.slug if spec else detect_format(raw, None if source is None else source.top)
     reader = FORMATS[slug].reader
     if reader is None:
         raise FormatError(f"Format {slug} cannot be imported.")
-    if doc is not None:
-        raw = replace(raw, text="")  # parsed: let the text go before the circuits are built
-    circuits = reader(raw, doc, model=model, task=task, name=name, top_k=top_k)
+    circuits = reader(raw, source, model=model, task=task, name=name, top_k=top_k)
     if not circuits:
         raise FormatError(f"{raw.display_name} holds no circuit.")
     for i, c in enumerate(circuits):

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from catalog.bounds import stored_mapping
+from catalog.bounds import check_encodable, stored_mapping
 from catalog.errors import InvalidInputError
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
 from catalog.naming import QKV, NodeKind, role_of
@@ -32,7 +32,7 @@ def utc(moment: datetime) -> datetime:
 def json_value(value: Any, what: str) -> Any:
     """Check that `value` can be stored as JSON on every backend (no NaN or infinity)."""
     try:
-        json.dumps(value, allow_nan=False)
+        check_encodable(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"The circuit's {what} cannot be stored: {exc}. Use JSON values (numbers, strings, lists, "

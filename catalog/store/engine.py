@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, Operational
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from catalog.bounds import load_stored_json
+from catalog.bounds import dump_stored_json, load_stored_json
 from catalog.errors import (
     AlreadyExistsError,
     CatalogError,
@@ -115,7 +115,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
     if backend == "postgresql":
         try:
             return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10},
-                                 json_deserializer=load_stored_json)
+                                 json_serializer=dump_stored_json, json_deserializer=load_stored_json)
         except (ImportError, ModuleNotFoundError):
             raise StoreUnavailableError(
                 "PostgreSQL needs the psycopg driver: pip install 'circuit-catalog[postgres]'."
@@ -154,6 +154,7 @@ def _sqlite_engine(url: URL, create: bool) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        json_serializer=dump_stored_json,  # a large value's text is made without a peak of pieces
         json_deserializer=load_stored_json,  # one odd stored value must not break every read
         **({"poolclass": StaticPool} if memory else {}),
     )

@@ -10,8 +10,8 @@ batches (COPY on PostgreSQL), not one ORM object per edge.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import islice
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text, update
