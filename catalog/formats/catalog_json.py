@@ -226,8 +226,7 @@ def _streamed_circuit(ev: Events, first: tuple[str, Any], depth: int, where: str
         else:
             head[key] = ev.value(depth + 1, start, at=(key,))
     if last is not None:
-        for _ in ev.rest():  # the parser checks that nothing follows the document
-            pass
+        ev.finish()
         last.release()
     return circuit_from_parts(head, parts)
 

@@ -254,7 +254,8 @@ def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None
         if kind is NodeKind.LOGITS:
             _int(nd.get("feature"), raw, f"logit node '{nid}' feature (the token id)")
         # Keep only the values export needs (they include every field read below), not the record.
-        parsed.append((nid, kind, layer, pos, {k: nd[k] for k in _NODE_VALUES if k in nd and _plain(nd[k])}))
+        kept = {"node_id": nid, **{k: nd[k] for k in _NODE_VALUES if k in nd and _plain(nd[k])}}
+        parsed.append((nid, kind, layer, pos, kept))
     indices = _checked(raw, _feature_indices(raw, feats))
 
     ids: dict[str, str] = {}
@@ -287,7 +288,7 @@ def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None
         ids[nid] = cid
         file_id[cid] = nid
         nodes.append(Node.of(cid, token=token))
-        values[cid] = {"node_id": nid, **nd}
+        values[cid] = nd  # the kept values, node_id first
         clerp = nd.get("clerp")
         if isinstance(clerp, str) and clerp.strip():
             annotations.append(Annotation(AnnotationKind.LABEL, clerp.strip(), node=cid))

@@ -93,15 +93,25 @@ def _describe(path: list[str | int]) -> str:
 
 class Events:
     """One pass over the file's JSON events (``(event, value)`` pairs, as ijson's basic_parse
-    gives them), with the bounded building and skipping of values."""
+    gives them), with the bounded building and skipping of values.
+
+    The parser's errors are turned into `FormatError` where a method is entered, not per event:
+    a wrapping generator would cost as much as the parse itself."""
 
     def __init__(self, source: JsonFile) -> None:
         self._file = source
-        self._it = _translated(source)  # a plain function: no cycle through self to wait for gc
+        data = source.raw.data
+        start = len(_BOM) if data.startswith(_BOM) else 0
+        self._it: Iterator[tuple[str, Any]] = ijson.basic_parse(_Chunks(data, start), buf_size=_CHUNK,
+                                                                use_float=True)
 
-    def rest(self) -> Iterator[tuple[str, Any]]:
-        """The events left in this pass (draining them makes the parser check the file's end)."""
-        return self._it
+    def finish(self) -> None:
+        """Read the rest of the pass, which makes the parser check that nothing follows the document."""
+        try:
+            for _ in self._it:
+                pass
+        except ijson.JSONError as exc:
+            raise self._file.parse_error(exc) from None
 
     def next(self) -> tuple[str, Any]:
         """The next event; the end of the file here means the document was cut short."""
@@ -110,6 +120,8 @@ class Events:
         except StopIteration:
             raise FormatError(f"{self._file.where} is not valid JSON (it ends early); the file may be "
                               "truncated. Export it again.") from None
+        except ijson.JSONError as exc:
+            raise self._file.parse_error(exc) from None
 
     def value(self, depth: int, first: tuple[str, Any] | None = None, at: tuple[str | int, ...] = ()) -> Any:
         """Build the next value (or the one `first` starts), `depth` levels below the top; `at`
@@ -120,6 +132,8 @@ class Events:
         except _Bad as bad:
             bad.path[:0] = at
             raise self._file.bad(bad) from None
+        except ijson.JSONError as exc:
+            raise self._file.parse_error(exc) from None
 
     def skip(self, depth: int, first: tuple[str, Any] | None = None) -> None:
         """Consume the next value without building it (its nesting is still bounded)."""
@@ -127,15 +141,18 @@ class Events:
         if event not in ("start_map", "start_array"):
             return
         level = depth + 1
-        for event, _ in self._it:
-            if event in ("start_map", "start_array"):
-                level += 1
-                if level > MAX_DOCUMENT_DEPTH:
-                    raise self._file.too_deep()
-            elif event in ("end_map", "end_array"):
-                level -= 1
-                if level == depth:
-                    return
+        try:
+            for event, _ in self._it:
+                if event in ("start_map", "start_array"):
+                    level += 1
+                    if level > MAX_DOCUMENT_DEPTH:
+                        raise self._file.too_deep()
+                elif event in ("end_map", "end_array"):
+                    level -= 1
+                    if level == depth:
+                        return
+        except ijson.JSONError as exc:
+            raise self._file.parse_error(exc) from None
 
     def keys(self) -> Iterator[str]:
         """The keys of the object just opened (its ``start_map`` was consumed), each checked and
@@ -166,10 +183,12 @@ class Events:
                 return
             self._key(key, seen)
             try:
-                item = self._build(*self.next(), depth + 1)
+                item = self._build(*next(self._it), depth + 1)
             except _Bad as bad:
                 bad.path.insert(0, key)
                 raise self._file.bad(bad) from None
+            except ijson.JSONError as exc:
+                raise self._file.parse_error(exc) from None
             yield key, item
 
     def items(self, depth: int) -> Iterator[Any]:
@@ -184,6 +203,8 @@ class Events:
             except _Bad as bad:
                 bad.path.insert(0, i)
                 raise self._file.bad(bad) from None
+            except ijson.JSONError as exc:
+                raise self._file.parse_error(exc) from None
             yield item
             i += 1
 
@@ -226,16 +247,6 @@ class Events:
         return value
 
 
-def _translated(source: JsonFile) -> Iterator[tuple[str, Any]]:
-    """ijson's events over the file's bytes (after any byte-order mark), its errors made ours."""
-    data = source.raw.data
-    start = len(_BOM) if data.startswith(_BOM) else 0
-    try:
-        yield from ijson.basic_parse(_Chunks(data, start), buf_size=_CHUNK, use_float=True)
-    except ijson.JSONError as exc:
-        raise source.parse_error(exc) from None
-
-
 class JsonFile:
     """An import file's JSON, read as a stream: a head pass, then streamed members."""
 
@@ -275,8 +286,7 @@ class JsonFile:
                     out[key] = OBJECT if start[0] == "start_map" else ARRAY
                 else:
                     out[key] = ev.value(1, start, at=(key,))
-        for _ in ev.rest():  # the parser checks that nothing follows the document
-            pass
+        ev.finish()
         self.top = out
         return out
 
