@@ -73,6 +73,8 @@ class _Chunks:
         end = len(self._view) if size < 0 else self._pos + size
         chunk = self._view[self._pos:end].tobytes()
         self._pos += len(chunk)
+        if not chunk and size != 0:  # (ijson first reads 0 bytes to see what the file gives)
+            self._view = memoryview(b"")  # at the end: stop holding the file (it may be released)
         return chunk
 
 
@@ -112,6 +114,7 @@ class Events:
                 pass
         except ijson.JSONError as exc:
             raise self._file.parse_error(exc) from None
+        self._it = iter(())  # the parser and its reader go: nothing holds the file's bytes
 
     def next(self) -> tuple[str, Any]:
         """The next event; the end of the file here means the document was cut short."""
