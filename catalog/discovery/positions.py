@@ -83,8 +83,8 @@ def scored_roles(dataset: Any, ablation: Ablation) -> tuple[list[str], torch.Ten
     names, ids = role_ids_of(dataset)
     ids = ids.clone()
     if Ablation(ablation) is Ablation.COUNTERFACTUAL:
-        differs = dataset.clean != dataset.corrupt
-        t = torch.arange(ids.shape[1])[None, :]
+        differs = (dataset.clean != dataset.corrupt).to(ids.device)
+        t = torch.arange(ids.shape[1], device=ids.device)[None, :]  # a dataset may sit on the model's device
         first = torch.where(differs, t, ids.shape[1]).min(dim=1).values
         ids[t < first[:, None]] = -1
     present = set(int(i) for i in ids.unique().tolist() if i >= 0)

@@ -31,8 +31,9 @@ class Loaded:
 def tiny_model(seed: int = 0, d_vocab: int = 12):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+    # CPU, as the datasets these tests build: without a device TransformerLens picks CUDA when present
     cfg = HookedTransformerConfig(n_layers=2, n_heads=2, d_model=16, d_head=8, d_mlp=32, d_vocab=d_vocab,
-                                  n_ctx=16, act_fn="gelu", normalization_type="LN", seed=seed)
+                                  n_ctx=16, act_fn="gelu", normalization_type="LN", seed=seed, device="cpu")
     model = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LN weights and biases, so folding them is tested too
         for name, p in model.named_parameters():
@@ -106,7 +107,7 @@ def test_a_head_whose_ov_is_the_identity_copies_and_never_negatively_copies():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(n_layers=2, n_heads=1, d_model=12, d_head=12, d_mlp=8, d_vocab=12, n_ctx=16,
-                                  act_fn="gelu", normalization_type="LN")
+                                  act_fn="gelu", normalization_type="LN", device="cpu")
     model = HookedTransformer(cfg).eval()
     eye = torch.eye(12)
     with torch.no_grad():
