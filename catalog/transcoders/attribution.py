@@ -120,6 +120,13 @@ class Attribution:
 # --- the frozen linear model ----------------------------------------------------------------------
 
 
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """A copy of a model tensor for the frozen linear model, which runs in float64 on the CPU
+    wherever the model sits (CUDA by default): the transcoders load there, and one prompt's
+    float64 algebra does not need the accelerator."""
+    return t.detach().to("cpu", torch.float64)
+
+
 def _check_model(model: Any, transcoders: TranscoderSet) -> None:
     cfg = model.cfg
     if cfg.attn_only:
@@ -147,7 +154,7 @@ def freeze(model: Any, tokens: torch.Tensor) -> FrozenState:
         logits, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in names)
 
     def get(name: str) -> torch.Tensor:
-        return cache[name][0].double()
+        return _host(cache[name][0])
 
     t = tokens.shape[0]
 
@@ -167,7 +174,7 @@ def freeze(model: Any, tokens: torch.Tensor) -> FrozenState:
         patterns=torch.stack([get(attn_hook(layer, "pattern")) for layer in range(n)]),
         mlp_out=torch.stack([get(output_hook(layer)) for layer in range(n)]),
         embed=embed,
-        real_logits=logits[0].double(),
+        real_logits=_host(logits[0]),
     )
 
 
@@ -181,18 +188,18 @@ class _Weights:
         def affine(ln: Any, d: int) -> tuple[torch.Tensor, torch.Tensor]:
             w = getattr(ln, "w", None)
             b = getattr(ln, "b", None)
-            return (torch.ones(d, dtype=torch.float64) if w is None else w.detach().double(),
-                    torch.zeros(d, dtype=torch.float64) if b is None else b.detach().double())
+            return (torch.ones(d, dtype=torch.float64) if w is None else _host(w),
+                    torch.zeros(d, dtype=torch.float64) if b is None else _host(b))
 
         d = cfg.d_model
         self.ln1 = [affine(block.ln1, d) for block in model.blocks]
         self.ln_final = affine(model.ln_final, d)
-        self.W_V = [block.attn.W_V.detach().double() for block in model.blocks]  # [H, d, dh]
-        self.b_V = [block.attn.b_V.detach().double() for block in model.blocks]  # [H, dh]
-        self.W_O = [block.attn.W_O.detach().double() for block in model.blocks]  # [H, dh, d]
-        self.b_O = [block.attn.b_O.detach().double() for block in model.blocks]  # [d]
-        self.W_U = model.W_U.detach().double()
-        self.b_U = model.b_U.detach().double()
+        self.W_V = [_host(block.attn.W_V) for block in model.blocks]  # [H, d, dh]
+        self.b_V = [_host(block.attn.b_V) for block in model.blocks]  # [H, dh]
+        self.W_O = [_host(block.attn.W_O) for block in model.blocks]  # [H, dh, d]
+        self.b_O = [_host(block.attn.b_O) for block in model.blocks]  # [d]
+        self.W_U = _host(model.W_U)
+        self.b_U = _host(model.b_U)
         self.tc = [_double(tc) for tc in transcoders.layers]
 
     def norm(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -236,7 +243,7 @@ class _Weights:
 
 def _double(tc: Transcoder) -> Transcoder:
     out = Transcoder(tc.d_model, tc.n_features, tc.k, tc.activation)
-    out.load_state_dict({k: v.detach().double() for k, v in tc.state_dict().items()})
+    out.load_state_dict({k: _host(v) for k, v in tc.state_dict().items()})
     return out.double().requires_grad_(False)
 
 
@@ -294,7 +301,7 @@ def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, posi
     if direction is None:
         direction = torch.zeros(model.cfg.d_vocab, dtype=torch.float64)
         direction[int(state.real_logits[position].argmax())] = 1.0
-    direction = direction.double()
+    direction = _host(direction)
 
     features = [(layer, int(p), int(i)) for layer, acts in enumerate(run["acts"])
                 for p, i in torch.nonzero(acts > 0).tolist()]

@@ -30,7 +30,8 @@ torch.set_num_threads(1)  # small tensors: one thread is faster than contending 
 def loaded():
     from catalog.models import load_model
 
-    return load_model(None)
+    # on the CPU, as the transcoders these tests build and run next to the model's activations
+    return load_model(None, device="cpu")
 
 
 @pytest.fixture(scope="module")
