@@ -123,10 +123,13 @@ def eap_overhead(model: Any, ds: Any, repeat: int) -> None:
     print(f"  EAP / (2F+1B) plain    = {ratio:.2f}   (target <= 1.25; median of {repeat})")
     print(f"  EAP / (2F+1B) split-qkv = {eap / base_split:.2f}")
     if ratio > 1.25:
-        print("  target missed: beyond the plain passes EAP records every head's output (z_h @ W_O[h]) "
-              "and, per layer, multiplies each destination's gradient by the [sources, B*T*D] activation "
-              "differences and runs a per-head LayerNorm backward; on short prompts the fixed cost of "
-              "those hook calls is a large share of passes this small")
+        cfg = model.cfg
+        print(f"  target missed: the floor's backward pass never builds per-head gradients, EAP must: per "
+              f"layer each head's q, k and v input gradient in d_model space ({3 * cfg.n_heads} x "
+              f"{cfg.d_model} floats per token, {3 * cfg.n_heads}x the residual gradient the backward "
+              f"pass carries), its LayerNorm backward, and its product with the [sources, B*T*D] "
+              f"activation differences; plus recording every head's output (z_h @ W_O[h]) in both runs. "
+              f"On a model this small those memory-bound passes weigh as much as the model's own")
 
 
 def patching_floor(model: Any, ds: Any, batch_size: int) -> float:
