@@ -51,7 +51,7 @@ from catalog.discovery.engine import (
 )
 from catalog.discovery.layout import QKV_ORDER, Layout, selected_graph
 from catalog.errors import DiscoveryError, InvalidInputError, suggest
-from catalog.naming import NodeKind, parse_node
+from catalog.naming import EMBED_HOOK, NodeKind, block_hook, logits_input_hook, parse_node, qkv_input_hook
 from catalog.provenance import Ablation
 
 Hook = tuple[str, Callable[..., Any]]
@@ -235,11 +235,11 @@ def _hook_name(layout: Layout, dest: int) -> tuple[str, int | None]:
     """(hook name, head index or None) of a destination's input."""
     node, qkv = layout.destinations[dest]
     if node == "logits":
-        return f"blocks.{layout.n_layers - 1}.hook_resid_post", None
+        return logits_input_hook(layout.n_layers), None
     comp = parse_node(node)
     if qkv is None:
-        return f"blocks.{comp.layer}.hook_mlp_in", None
-    return f"blocks.{comp.layer}.hook_{qkv}_input", comp.head
+        return block_hook(comp.layer or 0, "mlp_in"), None
+    return qkv_input_hook(comp.layer or 0, qkv), comp.head
 
 
 def _rows(mask: torch.Tensor | None, lo: int, hi: int, like: torch.Tensor) -> torch.Tensor:
@@ -260,7 +260,7 @@ def _clean_run(model: Any, layout: Layout, clean: torch.Tensor) -> tuple[torch.T
             attn[layer] = act.detach().clone()
         return hook
 
-    hooks = source_hooks(model, layout, buf) + [(f"blocks.{layer}.hook_attn_out", keep(layer))
+    hooks = source_hooks(model, layout, buf) + [(block_hook(layer, "attn_out"), keep(layer))
                                                 for layer in range(layout.n_layers)]
     with model.hooks(fwd_hooks=hooks):
         logits = model(clean)
@@ -306,11 +306,11 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
         return act
 
     if ("input", 0) in by_layer:
-        hooks.append(("blocks.0.hook_resid_pre", embed))
+        hooks.append((EMBED_HOOK, embed))
     for layer in range(layout.n_layers):
-        hooks.append((f"blocks.{layer}.hook_attn_out", frozen_attn(layer)))
+        hooks.append((block_hook(layer, "attn_out"), frozen_attn(layer)))
         if layout.has_mlp and (freeze is Freeze.DIRECT or ("mlp", layer) in by_layer):
-            hooks.append((f"blocks.{layer}.hook_mlp_out", mlp(layer)))
+            hooks.append((block_hook(layer, "mlp_out"), mlp(layer)))
     seen: dict[str, torch.Tensor] = {}
 
     def keep(act: torch.Tensor, hook: Any) -> None:
