@@ -58,6 +58,16 @@ def _accumulate(scores: torch.Tensor, flat: torch.Tensor, grad: torch.Tensor, up
         scores[:upto, first:first + heads] += flat[:upto] @ g
 
 
+def _on_grad(fn: Callable[[torch.Tensor], None]) -> Callable[..., None]:
+    """A forward hook calling `fn` with the gradient of the activation it sees (when it has one)."""
+
+    def hook(act: torch.Tensor, hook: Any) -> None:
+        if act.requires_grad:
+            act.register_hook(fn)
+
+    return hook
+
+
 def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) -> list[Hook]:
     """Forward hooks that attach gradient hooks adding ``diff . grad`` into `scores`.
 
@@ -69,11 +79,7 @@ def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) 
         def on_grad(grad: torch.Tensor) -> None:
             _accumulate(scores, diff[0], grad, upto, first, count if heads else None)
 
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            if act.requires_grad:
-                act.register_hook(on_grad)
-
-        return hook
+        return _on_grad(on_grad)
 
     hooks: list[Hook] = []
     for layer in range(layout.n_layers):
@@ -181,11 +187,7 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
         def on_grad(grad: torch.Tensor) -> None:
             pending.setdefault(layer, {})[qkv] = grad
 
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            if act.requires_grad:
-                act.register_hook(on_grad)
-
-        return hook
+        return _on_grad(on_grad)
 
     hooks: list[Hook] = []
     for layer in range(layout.n_layers):

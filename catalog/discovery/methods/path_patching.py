@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from catalog.discovery.contract import MethodInputs, SelectedCircuit
+from catalog.discovery.contract import MethodInputs, SelectedCircuit, number_param
 from catalog.discovery.engine import (
     Ablator,
     Metric,
@@ -541,13 +541,8 @@ def run(inputs: MethodInputs, threshold: float = 0.05, freeze: str = Freeze.WANG
     from catalog.discovery.scoring import model_and_shape
 
     model, shape = model_and_shape(inputs.model)
-    kept, scores, _ = discover_paths(model, inputs.dataset, _number(threshold), freeze, inputs.ablation,
-                                     inputs.batch_size, progress=inputs.progress, metric=inputs.metric)
+    kept, scores, _ = discover_paths(model, inputs.dataset, number_param(threshold, "The path-patching threshold"),
+                                     freeze, inputs.ablation, inputs.batch_size, progress=inputs.progress,
+                                     metric=inputs.metric)
     return SelectedCircuit(selected_graph(shape, Layout.for_model(model), kept, scores))
 
-
-def _number(value: Any) -> float:
-    """A threshold given as a parameter (``--param threshold=0.02``), checked to be a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError(f"The path-patching threshold must be a number (e.g. --param threshold=0.02), got {value!r}.")
-    return float(value)
