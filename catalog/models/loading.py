@@ -1,9 +1,10 @@
 """The adapter between the catalog and TransformerLens: every model is loaded here.
 
 Three sources: the embedded default model (a checkpoint folder shipped in the package), a
-TransformerLens model name (weights from the Hugging Face cache, or the hub when online), and a
-local Hugging Face model folder. Models load without weight processing (no LayerNorm folding or
-centring), so their logits equal the original model's and hooks see its real activations.
+TransformerLens model name (weights from the Hugging Face cache, or the hub when online: see
+`catalog.models.hub`), and a local Hugging Face model folder. Models load without weight
+processing (no LayerNorm folding or centring), so their logits equal the original model's and
+hooks see its real activations.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from catalog.models import (
     ModelSource,
     checkpoint,
     embedded_model_dir,
+    hub,
 )
 from catalog.shapes import canonical_model_name
 
@@ -120,28 +122,45 @@ def cached_revision(repo_id: str) -> str | None:
         return None
 
 
-def load_transformerlens(name: str, device: str, dtype: str) -> LoadedModel:
-    """A TransformerLens model by name, from the Hugging Face cache (or the hub when online)."""
-    from transformer_lens import HookedTransformer
+# What a failed `from_pretrained` raises: missing files, no network, unsupported configs.
+_LOAD_ERRORS = (OSError, ConnectionError, ValueError)
 
+
+def load_transformerlens(name: str, device: str, dtype: str) -> LoadedModel:
+    """A TransformerLens model by name: from the Hugging Face cache without network when it is
+    there, else from the hub when it can be reached, else a fast error that says what to run."""
     official = official_name(name)
-    try:
-        model = HookedTransformer.from_pretrained_no_processing(
-            official, device=device, dtype=resolve_dtype(dtype))
-    except (OSError, ConnectionError, ValueError) as exc:
-        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        raise ModelLoadError(
-            f"The weights of {name} ({official}) are not in the Hugging Face cache ({home}) and the "
-            f"hub cannot be reached ({type(exc).__name__}). On a machine with network, run "
-            f"`huggingface-cli download {official}` (or load the model once), then copy its cache "
-            "folder here and point HF_HOME at it; set HF_HUB_OFFLINE=1 to use the cache without network."
-        ) from None
+    model = None
+    if hub.is_cached(official):
+        try:
+            with hub.offline_mode():
+                model = _from_pretrained(official, device, dtype)
+        except _LOAD_ERRORS:
+            model = None  # a partial cache (e.g. config only): fetch the rest when online
+    if model is None:
+        reason = hub.offline_reason()
+        if reason is not None:
+            raise ModelLoadError(hub.not_cached_message(name, official, reason))
+        try:
+            model = _from_pretrained(official, device, dtype)
+        except _LOAD_ERRORS as exc:
+            raise ModelLoadError(
+                f"Cannot load {name} ({official}) from the Hugging Face hub: {type(exc).__name__}: {exc}. "
+                f"Fetch it with `{hub.download_command(official)}`, or pass --model PATH with a local "
+                "Hugging Face model folder."
+            ) from None
     model.eval()
     catalog_name = canonical_model_name(name)
     return LoadedModel(model=model, tokenizer=model.tokenizer,
                        shape=_shape(catalog_name, model.cfg, cached_revision(official)),
                        name=catalog_name, is_default=False, source=ModelSource.TRANSFORMERLENS,
                        device=device, dtype=dtype)
+
+
+def _from_pretrained(official: str, device: str, dtype: str) -> Any:
+    from transformer_lens import HookedTransformer
+
+    return HookedTransformer.from_pretrained_no_processing(official, device=device, dtype=resolve_dtype(dtype))
 
 
 def load(name_or_path: str | None, device: str | None = None, dtype: str = "float32") -> LoadedModel:

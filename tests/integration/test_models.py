@@ -38,7 +38,7 @@ from transformers import AutoModelForCausalLM
 from catalog.errors import ModelLoadError
 from catalog.models import load_model
 loaded = load_model("gpt2-small", device="cpu")
-hf = AutoModelForCausalLM.from_pretrained("gpt2").eval()
+hf = AutoModelForCausalLM.from_pretrained("gpt2", local_files_only=True).eval()
 ids = torch.tensor(%r)
 with torch.no_grad():
     diff = float((loaded.model(ids) - hf(ids).logits).abs().max())
@@ -54,8 +54,11 @@ print(json.dumps({"name": loaded.name, "source": loaded.source.value, "revision"
 
 @pytest.mark.slow
 def test_transformerlens_name_through_the_hub_cache(tiny_hub_cache: Path) -> None:
-    env = dict(os.environ, HF_HOME=str(tiny_hub_cache), HF_HUB_OFFLINE="1")
-    env.pop("HF_HUB_CACHE", None)
+    """A cached model loads without HF_HUB_OFFLINE and without the hub (an endpoint that refuses
+    connections, on any machine): the cache is read first and nothing is retried."""
+    env = dict(os.environ, HF_HOME=str(tiny_hub_cache), HF_ENDPOINT="http://127.0.0.1:9")
+    for key in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(key, None)
     proc = subprocess.run([sys.executable, "-c", _HUB_SCRIPT % (IDS,)], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -63,7 +66,8 @@ def test_transformerlens_name_through_the_hub_cache(tiny_hub_cache: Path) -> Non
     assert out["name"] == "gpt2-small" and out["source"] == "transformerlens"
     assert out["layers"] == 2 and out["revision"] == "0123456789abcdef0123456789abcdef01234567"
     assert out["diff"] < 1e-5
-    assert "not in the Hugging Face cache" in out["missing"] and "huggingface-cli download" in out["missing"]
+    assert "not in the Hugging Face cache" in out["missing"] and "appears offline" in out["missing"]
+    assert "hf download EleutherAI/pythia-70m" in out["missing"]
 
 
 def test_bad_names_and_folders(tmp_path: Path) -> None:
