@@ -29,7 +29,7 @@ from catalog.provenance import Ablation
 if TYPE_CHECKING:
     import torch
 
-    from catalog.graph import CircuitGraph
+    from catalog.graph import CircuitGraph, ModelShape
 
 #: ``(phase, done, total)``: called as a method makes progress (drawn as a bar by jobs).
 Progress = Callable[[str, int, int], None]
@@ -77,6 +77,9 @@ class MethodInputs:
     ablation: Ablation = Ablation.COUNTERFACTUAL
     batch_size: int = 32
     progress: Progress | None = None
+    #: The model's catalog shape (its name, e.g. ``catalog-default``, and revision) when the
+    #: caller knows it; a bare ``HookedTransformer``'s config may not carry the name.
+    shape: ModelShape | None = None
 
     def report(self, phase: str, done: int, total: int) -> None:
         """Tell the caller's progress callback, if any."""
@@ -110,9 +113,19 @@ class EdgeScores:
 
 @dataclass(frozen=True)
 class SelectedCircuit:
-    """A method's own choice: a scored graph whose ``in_circuit`` flags mark the circuit."""
+    """A method's own choice: a scored graph whose ``in_circuit`` flags mark the circuit.
+
+    ``details`` are recorded with the circuit's method parameters (values per node, the prompt...).
+    ``metrics`` are the method's own measurements; a circuit without heads or MLPs (a feature
+    circuit), which patching components cannot evaluate, is stored with these alone. ``parts``
+    are per-example circuits the result aggregates (one per prompt): the job stores them with
+    the same run, before the result, so the task's newest circuit stays the aggregate.
+    """
 
     graph: CircuitGraph
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    parts: tuple[SelectedCircuit, ...] = ()
 
 
 MethodResult = NodeScores | EdgeScores | SelectedCircuit

@@ -270,7 +270,8 @@ def test_other_architectures_are_scored_and_evaluated(kwargs):
 
 
 def test_registry_and_bad_input_errors(model, data):
-    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp", "path-patching", "acdc"}
+    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp", "path-patching", "acdc",
+                            "attribution-graph"}
     with pytest.raises(UnknownKeyError, match="Did you mean 'eap-ig'"):
         score(model, data, "eap-gi")
     with pytest.raises(InvalidInputError, match="parameters: steps"):
