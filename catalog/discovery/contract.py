@@ -38,6 +38,17 @@ Progress = Callable[[str, int, int], None]
 Metric = Callable[[Any, "torch.Tensor"], "torch.Tensor"]
 
 
+def number_param(value: Any, what: str) -> float:
+    """A numeric method parameter (``--param threshold=0.02``), checked to be a number.
+
+    >>> number_param(0.02, "ACDC's threshold")
+    0.02
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{what} must be a number (e.g. --param threshold=0.02), got {value!r}.")
+    return float(value)
+
+
 def task_metric(part: Any, logits: torch.Tensor) -> torch.Tensor:
     """The dataset's own task metric (logit difference for the built-in tasks)."""
     return part.metric(logits)
