@@ -49,7 +49,7 @@ def discover(cat: Catalog, task: str | None, model: Any = None, method: str = DE
              device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
              progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
              params: dict[str, Any] | None = None, dataset: Any = None,
-             notify: Notify | None = None, positions: bool = False) -> Circuit:
+             notify: Notify | None = None, positions: bool = False, prompt: str | None = None) -> Circuit:
     """Discover one circuit and store it as a run; return it with its catalog id.
 
     `model` is a model name or path, a `LoadedModel`, or None for the embedded default.
@@ -57,8 +57,10 @@ def discover(cat: Catalog, task: str | None, model: Any = None, method: str = DE
     (``ioi:counterfactual=s2-swap``), or, with `task_file`, names the file's task; a prebuilt
     `dataset` skips building one. `params` are method parameters (e.g. ``{"steps": 5}``).
     `positions` scores (component, role) nodes such as ``a1.h0@END`` instead of components.
+    `prompt` explains one text instead of a task (the model's top next token; stored as task
+    ``prompt``), for methods that work on single prompts (attribution graphs).
     """
-    return discover_many(cat, [task] if task else [], [method], model=model,
+    return discover_many(cat, [task] if task else [], [method], model=model, prompt=prompt,
                          ablation=ablation, selection=selection, n=n, seed=seed,
                          batch_size=batch_size, device=device, dtype=dtype, task_file=task_file,
                          progress=progress, name=name, tags=tags, params=params, dataset=dataset,
@@ -71,8 +73,11 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
                   device: str | None = None, dtype: str = "float32", task_file: str | Path | None = None,
                   progress: bool = True, name: str | None = None, tags: Sequence[str] = (),
                   params: dict[str, Any] | None = None, dataset: Any = None,
-                  notify: Notify | None = None, positions: bool = False) -> list[Circuit]:
+                  notify: Notify | None = None, positions: bool = False,
+                  prompt: str | None = None) -> list[Circuit]:
     """Run every (task, method) pair in turn, one run each, loading the model once.
+
+    With `prompt` (and no task), each method explains that one text (see `discover`).
 
     Stops at the first failure (that run is marked failed; earlier circuits stay stored).
     Each method receives the `params` it takes; a parameter no method takes is an error.
@@ -101,13 +106,26 @@ def discover_many(cat: Catalog, tasks: Sequence[str], methods: Sequence[str], mo
     if n < 1 or batch_size < 1:
         raise InvalidInputError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size}).")
     say = notify or (lambda _msg: None)
-    task_specs = _task_specs(tasks, task_file, dataset)
+    if prompt is not None:
+        if tasks or task_file is not None or dataset is not None:
+            raise InvalidInputError("Give either --prompt TEXT or a task (--task, --task-file), not both.")
+        from catalog.tasks.prompt import PROMPT_TASK
+
+        task_specs: list[tuple[str, Any, dict[str, Any]]] = [(PROMPT_TASK, None, {})]
+    else:
+        task_specs = _task_specs(tasks, task_file, dataset)
 
     loaded = _load(model, device, dtype, say)
     circuits = []
     for task_name, task_spec, options in task_specs:
         started = time.perf_counter()
-        ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed, **options)
+        if prompt is not None:
+            from catalog.tasks.prompt import prompt_dataset
+
+            ds = prompt_dataset(loaded, prompt)
+            name = name or prompt.strip()[:120]
+        else:
+            ds = dataset if dataset is not None else task_spec.build(loaded, n=n, seed=seed, **options)
         built = time.perf_counter() - started
         for spec in specs:
             own = spec.params({k: v for k, v in params.items() if k in spec.defaults})
@@ -210,9 +228,11 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
     dropped edges as dangling is stored with a warning, said now and kept in the metrics."""
     import torch
 
-    from catalog.discovery import evaluate, evaluator, model_and_shape, score, select
+    from catalog.discovery import SelectedCircuit, evaluate, evaluator, model_and_shape, select
     from catalog.discovery.attention import record_attention
+    from catalog.discovery.scoring import score_result
     from catalog.discovery.selection import check_selected
+    from catalog.naming import NodeKind
 
     method = spec.slug
     _, shape = model_and_shape(loaded)
@@ -231,11 +251,18 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
         with _progress(progress, f"{task} / {method}") as bar:
             torch.manual_seed(seed)
             t0 = time.perf_counter()
-            graph = score(loaded, ds, spec, ablation=ablation, batch_size=batch_size,
-                          progress=bar, positions=positions, **run_params)
+            graph, result = score_result(loaded, ds, spec, ablation=ablation, batch_size=batch_size,
+                                         progress=bar, positions=positions, **run_params)
             timings["score"] = round(time.perf_counter() - t0, 3)
+            own = result if isinstance(result, SelectedCircuit) else SelectedCircuit(graph)
+            if own.details:
+                provenance = provenance.model_copy(
+                    update={"method_params": {**provenance.method_params, **own.details}})
+            # Patching components evaluates circuits of heads and MLPs; a circuit of features
+            # (an attribution graph) is stored with the method's own measurements instead.
+            evaluable = any(n.kind in (NodeKind.ATTENTION, NodeKind.MLP) for n in graph.nodes)
             t0 = time.perf_counter()
-            ev = evaluator(loaded, ds, ablation, batch_size, progress=bar, positions=positions)
+            ev = evaluator(loaded, ds, ablation, batch_size, progress=bar, positions=positions) if evaluable else None
             if spec.granularity is Granularity.CIRCUIT:  # a method that selects keeps its choice
                 chosen, warnings = graph, []
                 if not chosen.circuit_edges:
@@ -249,7 +276,7 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
                 say(f"warning: {warning}")
             timings["select"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
-            metrics = evaluate(chosen, ev, selection.absolute)
+            metrics = dict(own.metrics) if ev is None else {**own.metrics, **evaluate(chosen, ev, selection.absolute)}
             timings["evaluate"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         attention = record_attention(getattr(loaded, "model", loaded), ds, chosen.heads)
@@ -258,8 +285,30 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
         if warnings:
             metrics["selection_warnings"] = warnings
         circuit = Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, run_id=run_id)
-        cid = cat.finish_run(run_id, circuit, attention)
+        parts = [_part(p, i, circuit) for i, p in enumerate(own.parts)]
+        cid = cat.finish_run(run_id, circuit, attention, parts=parts)
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
+
+
+#: The tag of the per-example circuits a run stores beside the circuit they aggregate.
+PART_TAG = "part"
+
+
+def _part(part: Any, index: int, whole: Circuit) -> Circuit:
+    """A per-example circuit of a run (e.g. one prompt's attribution graph), stored with the run
+    beside the circuit it aggregates: named after it with the example's index, tagged `PART_TAG`."""
+    from catalog.graph import CircuitGraph
+
+    own = {k: v for k, v in whole.provenance.method_params.items() if k not in ("attribution", "prompts")}
+    prov = whole.provenance.model_copy(update={
+        "method_params": {**own,
+                          **part.details, "part_of_run": True, "example": index},
+        "dataset_size": 1})
+    base = whole.name or whole.task
+    g = part.graph  # a method sees only the model, not its catalog name: store the run's shape
+    graph = g if g.shape == whole.graph.shape else CircuitGraph(whole.graph.shape, g.nodes, g.edges, g.annotations)
+    return Circuit(graph, whole.task, prov, name=f"{base} #{index}", tags=(*whole.tags, PART_TAG),
+                   metrics=dict(part.metrics))
 
 
 @contextmanager

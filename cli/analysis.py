@@ -83,21 +83,21 @@ def repair(
     task: Annotated[str, typer.Option(
         "--task", "-t", metavar="TASK", help="The failing task, e.g. colored-objects:n_objects=5.")],
     working: Annotated[str, typer.Option(
-        "--from", metavar="TASK", help="The working task whose attention pattern to copy, e.g. colored-objects.")],
+        "--from", metavar="TASK", help="The working task whose wrong-answer heads to reuse, e.g. ioi.")],
     model: Annotated[str | None, typer.Option(
         "--model", "-m", metavar="MODEL", help="Model (default: the embedded model).")] = None,
     heads: Annotated[list[str] | None, typer.Option(
         "--head", metavar="HEAD", help="Candidate head (repeatable; default: every head).")] = None,
     max_heads: Annotated[int, typer.Option("--max-heads", metavar="K", help="Steer at most K heads.")] = 4,
     together: Annotated[bool, typer.Option(
-        "--together", help="Steer all the --head heads at once instead of choosing greedily.")] = False,
+        "--together", help="Steer all the --head heads at once instead of choosing them on --from.")] = False,
     n: NOpt = 256,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Merullo-style repair: steer heads' END attention on a failing task toward the working task's
-    per-role pattern; report accuracy before and after on fresh prompts."""
+    """Merullo-style repair: point the heads that attend the wrong answer on the working task at
+    the failing task's wrong answers; report the failing task's accuracy before and after."""
     from catalog.analysis.repair import repair as run
 
     result = run(task, working, model=model, heads=heads or None, max_heads=max_heads, n=n, seed=seed,
@@ -150,12 +150,13 @@ def render_intervention(r: InterventionResult) -> None:
 def render_repair(r: RepairResult) -> None:
     console.print(f"repair {r.failing.task}{_opts(r.failing.options)} from {r.working.task}"
                   f"{_opts(r.working.options)} on {r.model}")
-    out = table("head", "working END attention", "failing END attention", "accuracy alone")
+    console.print(f"steered heads attend uniformly from END to {', '.join(r.steered_to)}")
+    out = table("head", f"END->wrong on {r.working.task}", f"END->wrong on {r.failing.task}", "accuracy alone")
     for c in r.candidates:
         out.add_row(c.node, _roles(c.working), _roles(c.failing), _pct(c.accuracy))
     console.print(out)
-    console.print(f"chosen heads: {', '.join(r.chosen) or 'none (no head improved accuracy)'}")
-    console.print(f"on {r.evaluation.n} fresh prompts (seed {r.evaluation.seed}): accuracy "
+    console.print(f"steered together: {', '.join(r.chosen) or 'none (no head attends the wrong answer on the working task)'}")
+    console.print(f"on {r.failing.n} prompts (seed {r.failing.seed}): accuracy "
                   f"{_pct(r.before.accuracy)} -> {_pct(r.after.accuracy)}, metric {fmt_score(r.before.metric)} -> "
                   f"{fmt_score(r.after.metric)}; the working task: {_pct(r.working_outcome.accuracy)}")
 
@@ -166,4 +167,4 @@ def _opts(options: dict[str, object]) -> str:
 
 def _roles(masses: dict[str, float]) -> str:
     top = sorted(masses.items(), key=lambda kv: -kv[1])[:3]
-    return " ".join(f"{k} {v:.2f}" for k, v in top)
+    return f"{sum(masses.values()):.2f} (" + " ".join(f"{k} {v:.2f}" for k, v in top) + ")"

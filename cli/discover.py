@@ -80,6 +80,12 @@ def discover(
     positions: Annotated[bool, typer.Option(
         "--positions", help="Score each component at each role the task names (a1.h0@END, m0@S2) "
                             "instead of at all positions at once.")] = False,
+    prompt: Annotated[str | None, typer.Option(
+        "--prompt", metavar="TEXT", help="Explain one text instead of a task: the model's top next token "
+                                         "(attribution-graph; stored as task 'prompt').")] = None,
+    transcoders: Annotated[Path | None, typer.Option(
+        "--transcoders", metavar="PATH", help="Transcoder set folder for attribution-graph (default: the set "
+                                              "shipped for the model; same as --param transcoders=PATH).")] = None,
     name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name for the stored circuit(s).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag to add (repeatable).")] = None,
     json_: JsonOpt = False,
@@ -93,8 +99,8 @@ def discover(
         cat, task or [], method or [DEFAULT_METHOD], model=model, ablation=ablation,
         selection=_selection(top_k, threshold, faithfulness, absolute, greedy), n=n, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, task_file=task_file, progress=not json_,
-        name=name, tags=tuple(tag or ()), params=_params(param or [], steps),
-        notify=lambda msg: err_console.print(msg), positions=positions)
+        name=name, tags=tuple(tag or ()), params=_params(param or [], steps, transcoders),
+        notify=lambda msg: err_console.print(msg), positions=positions, prompt=prompt)
     results = [DiscoveryResult.of(c) for c in circuits]
     if json_:
         print_json(results)
@@ -108,9 +114,10 @@ def discover(
     console.print(table)
 
 
-def _params(given: list[str], steps: int | None) -> dict[str, Any]:
+def _params(given: list[str], steps: int | None, transcoders: Path | None = None) -> dict[str, Any]:
     """``--param KEY=VALUE`` options as a dict, values read as JSON when they parse (3, 0.5,
-    true, null), else as strings; ``--steps S`` is ``--param steps=S``."""
+    true, null), else as strings; ``--steps S`` is ``--param steps=S``, ``--transcoders PATH``
+    ``--param transcoders=PATH``."""
     import json
 
     from catalog.errors import InvalidInputError
@@ -126,6 +133,8 @@ def _params(given: list[str], steps: int | None) -> dict[str, Any]:
             out[key.strip()] = raw
     if steps is not None:
         out["steps"] = steps
+    if transcoders is not None:
+        out["transcoders"] = str(transcoders)
     return out
 
 

@@ -24,7 +24,7 @@ from catalog.analysis.positions import check_role, locate, role_positions
 from catalog.analysis.records import InterventionResult
 from catalog.errors import InvalidInputError
 from catalog.graph import ModelShape
-from catalog.naming import NodeKind, format_node, parse_node, with_role
+from catalog.naming import NodeKind, attn_hook, block_hook, format_node, parse_node, with_role
 from catalog.provenance import Ablation
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Target:
 
     @property
     def hook(self) -> str:
-        return f"blocks.{self.layer}.attn.hook_z" if self.head is not None else f"blocks.{self.layer}.hook_mlp_out"
+        return attn_hook(self.layer, "z") if self.head is not None else block_hook(self.layer, "mlp_out")
 
     def __str__(self) -> str:
         return self.node + (f"@{self.role}" if self.role else "")
@@ -71,7 +71,7 @@ def parse_target(text: str, shape: ModelShape, task: str | None = None, dataset:
             f"{node} does not exist in the model: {dims} (layers 0-{shape.n_layers - 1}, heads "
             f"0-{shape.n_heads - 1})."
         )
-    if role and task is not None:
+    if role and task is not None and dataset is not None:
         check_role(task, role, dataset)
     return Target(node=node, kind=comp.kind, layer=comp.layer, head=comp.head, role=role or None)
 

@@ -1,36 +1,27 @@
-"""Named positions (roles) of each example of a task dataset, read from its tokens.
+"""Named positions (roles) of each example, as the task dataset names them.
 
-Head roles and interventions speak of positions by role (``END``, ``S2``, ``QOBJ``): this module
-finds, for every example, the token index of each role. A dataset that carries its own roles
-(a ``roles`` mapping of name -> LongTensor [N]) is used as it is; otherwise the roles are located
-from what every dataset already holds: the read position, the answer and wrong-answer token ids,
-and where the clean and counterfactual prompts differ. An index of -1 means "absent in this
-example". torch is imported by the functions, not at import time.
+Every task dataset names each position of each prompt by a role (`catalog.tasks.roles`: key
+tokens such as ``IO``, ``S2``, ``QOBJ``, the read position ``END``, and slots such as ``S1+2``),
+and discovery scores ``a1.h0@END`` from the same names. Head roles and interventions read their
+positions from there, so an analysis and a position-resolved circuit always mean the same token.
+An index of -1 means "absent in this example". torch is imported by the functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from catalog.errors import InvalidInputError
+from catalog.tasks.roles import BOS, END, OTHER
 
 if TYPE_CHECKING:
     import torch
 
 Roles = dict[str, "torch.Tensor"]
 
-#: The role every task has: the position whose next-token logits the metric reads.
-END = "END"
-
-#: What each built-in task's located roles are, in prompt order (``END`` last).
-TASK_ROLES: dict[str, tuple[str, ...]] = {
-    "ioi": ("IO", "S1", "S1+1", "S2", END),
-    "colored-objects": ("ALT_COLOR", "ALT_OBJ", "COLOR", "OBJ", "QOBJ", END),
-    "greater-than": ("YY", END),
-}
-#: Roles of any other task: the first token where clean and counterfactual differ, and END.
-GENERIC_ROLES: tuple[str, ...] = ("DIFF", END)
+__all__ = ["ANSWER_NAMES", "COPY_SOURCES", "END", "check_role", "key_roles", "locate", "role_names",
+           "role_positions"]
 
 #: Which role's token the answer (and the wrong answer) copies, for the OV copying score.
 #: IOI: the IO and S names are copied from their first mentions. Colored Objects: the answer
@@ -49,133 +40,59 @@ ANSWER_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def role_names(task: str, dataset: Any = None) -> tuple[str, ...]:
-    """The roles a task's examples have (the dataset's own, when it carries them)."""
-    own = getattr(dataset, "roles", None)
-    if isinstance(own, Mapping) and own:
-        return tuple(own)
-    return TASK_ROLES.get(task, GENERIC_ROLES)
+def role_names(dataset: Any) -> tuple[str, ...]:
+    """Every role the dataset's prompts have (key tokens, ``END`` and slots)."""
+    from catalog.discovery.positions import role_ids_of
+
+    return role_ids_of(dataset)[0]
+
+
+def key_roles(names: Sequence[str]) -> tuple[str, ...]:
+    """Of a dataset's role `names`, those an analysis summarises: the task's named tokens and
+    the token after each (``S1+1``, ``QOBJ+1``), ``END`` last; not ``BOS``, ``OTHER`` or the
+    farther slots.
+
+    >>> key_roles(("BOS", "IO", "IO+1", "IO+2", "S1", "S1+1", "END"))
+    ('IO', 'IO+1', 'S1', 'S1+1', 'END')
+    """
+    named = {r for r in names if "+" not in r and r not in (BOS, OTHER)}
+    keep = [r for r in names if r in named or (r.endswith("+1") and r[:-2] in named)]
+    return tuple(r for r in keep if r != END) + ((END,) if END in names else ())
 
 
 def locate(dataset: Any) -> Roles:
-    """``{role: LongTensor [N]}``: each example's token index of each role (-1: absent)."""
-    own = getattr(dataset, "roles", None)
-    if isinstance(own, Mapping) and own:
-        return {k: v.long() for k, v in own.items()}
-    finder = _FINDERS.get(dataset.task, _generic)
-    return finder(dataset)
+    """``{role: LongTensor [N]}``: each example's token index of each role (-1: absent); a role
+    that spans several positions of a prompt (``OTHER``) is located at its first."""
+    import torch
+
+    from catalog.discovery.positions import role_ids_of
+
+    names, ids = role_ids_of(dataset)
+    out: Roles = {}
+    for i, name in enumerate(names):
+        hits = ids == i
+        out[name] = torch.where(hits.any(dim=1), hits.to(torch.long).argmax(dim=1), -1)
+    return out
 
 
-def check_role(task: str, role: str, dataset: Any = None) -> str:
-    """`role` if the task has it, else an error naming the task's roles."""
-    known = role_names(task, dataset)
+def check_role(task: str, role: str, dataset: Any) -> str:
+    """`role` if the dataset's prompts have it (or it is a token index), else a one-line error."""
     if role.isdigit():
         return role  # a plain token index is always allowed
+    known = role_names(dataset)
     if role not in known:
+        shown = ", ".join(key_roles(known)) or ", ".join(known[:20])
         raise InvalidInputError(
-            f"Role '{role}' is not a position of task {task}; its roles are {', '.join(known)} "
-            "(or give a token index, e.g. @5)."
+            f"Role '{role}' is not a position of task {task}; its roles are {shown} and slots "
+            "such as BOS+2 (or give a token index, e.g. @5)."
         )
     return role
 
 
-def role_positions(roles: Roles, role: str, n: int) -> torch.Tensor:
+def role_positions(roles: Mapping[str, Any], role: str, n: int) -> torch.Tensor:
     """Per-example token index of `role` (a role name or a plain index)."""
     import torch
 
     if role.isdigit():
         return torch.full((n,), int(role), dtype=torch.long)
     return roles[role]
-
-
-# --- locating roles from tokens -----------------------------------------------------------
-
-
-def _first_diff(ds: Any) -> torch.Tensor:
-    """Index of the first token where clean and counterfactual differ (-1: none)."""
-    import torch
-
-    diff = ds.clean != ds.corrupt
-    idx = diff.float().argmax(dim=1)
-    return torch.where(diff.any(dim=1), idx, torch.full_like(idx, -1))
-
-
-def _occurrences(row: list[int], token: int, end: int) -> list[int]:
-    return [i for i in range(1, end + 1) if row[i] == token]
-
-
-def _per_example(ds: Any, names: tuple[str, ...],
-                 find: Callable[[list[int], list[int], int, int, int], dict[str, int]]) -> Roles:
-    """Run ``find(clean_row, corrupt_row, end, answer, wrong) -> {role: index}`` per example."""
-    import torch
-
-    out = {name: [-1] * len(ds) for name in names}
-    clean, corrupt = ds.clean.tolist(), ds.corrupt.tolist()
-    ends, answers, wrongs = ds.positions.tolist(), ds.answers.tolist(), ds.wrong_answers.tolist()
-    for i in range(len(ds)):
-        found = find(clean[i], corrupt[i], ends[i], answers[i], wrongs[i])
-        for name, pos in found.items():
-            out[name][i] = pos
-        out[END][i] = ends[i]
-    return {name: torch.tensor(v, dtype=torch.long) for name, v in out.items()}
-
-
-def _ioi(ds: Any) -> Roles:
-    def find(row: list[int], _c: list[int], end: int, io: int, s: int) -> dict[str, int]:
-        ios, ss = _occurrences(row, io, end), _occurrences(row, s, end)
-        found: dict[str, int] = {}
-        if ios:
-            found["IO"] = ios[0]
-        if ss:
-            found["S1"], found["S1+1"] = ss[0], ss[0] + 1
-        if len(ss) > 1:
-            found["S2"] = ss[1]
-        return found
-
-    return _per_example(ds, TASK_ROLES["ioi"], find)
-
-
-def _colored_objects(ds: Any) -> Roles:
-    qobj = iter(_first_diff(ds).tolist())
-
-    def find(row: list[int], corrupt: list[int], end: int, _a: int, _w: int) -> dict[str, int]:
-        q = next(qobj)
-        if q < 0:
-            return {}
-        found = {"QOBJ": q}
-        # The list item is the queried object's last mention before the question (a solved
-        # example earlier in the prompt may mention it too); its color is the word before it.
-        for role, color, token in (("OBJ", "COLOR", row[q]), ("ALT_OBJ", "ALT_COLOR", corrupt[q])):
-            mentions = _occurrences(row, token, q - 1)
-            if mentions:
-                found[role], found[color] = mentions[-1], mentions[-1] - 1
-        return found
-
-    return _per_example(ds, TASK_ROLES["colored-objects"], find)
-
-
-def _at_first_diff(ds: Any, names: tuple[str, ...], role: str) -> Roles:
-    """Roles `role` (the first differing token) and END, for tasks whose counterfactual changes
-    exactly the token that matters (greater-than's YY; any user task)."""
-    first = iter(_first_diff(ds).tolist())
-
-    def find(*_: Any) -> dict[str, int]:
-        p = next(first)
-        return {role: p} if p >= 0 else {}
-
-    return _per_example(ds, names, find)
-
-
-def _greater_than(ds: Any) -> Roles:
-    return _at_first_diff(ds, TASK_ROLES["greater-than"], "YY")
-
-
-def _generic(ds: Any) -> Roles:
-    return _at_first_diff(ds, GENERIC_ROLES, "DIFF")
-
-
-_FINDERS: dict[str, Callable[[Any], Roles]] = {
-    "ioi": _ioi,
-    "colored-objects": _colored_objects,
-    "greater-than": _greater_than,
-}

@@ -140,21 +140,22 @@ class KnockoutMatrix(_Record):
 
 
 class SteeredHead(_Record):
-    """A head's attention at END steered to the working task's per-role pattern, alone."""
+    """A candidate head: its END attention on the wrong-answer tokens of both tasks, and the
+    failing task's accuracy with this head alone pointed at its wrong answers."""
 
     node: str
-    working: dict[str, float]  # mean END attention per role on the working task
+    working: dict[str, float]  # mean END attention per wrong-answer role on the working task
     failing: dict[str, float]  # the same on the failing task, before steering
-    accuracy: float  # on the selection set, this head alone steered
+    accuracy: float  # on the failing task, this head alone steered
 
 
 class RepairResult(_Record):
-    """Merullo-style repair: steer heads of a failing task toward a working task's pattern."""
+    """Merullo-style repair: heads chosen on a working task, pointed at a failing task's wrong answers."""
 
     model: str
     failing: DatasetRef
     working: DatasetRef
-    evaluation: DatasetRef  # a fresh sample of the failing task, not used to choose heads
+    steered_to: tuple[str, ...]  # the failing task's roles the steered heads attend, uniformly
     candidates: tuple[SteeredHead, ...]
     chosen: tuple[str, ...]
     before: Outcome

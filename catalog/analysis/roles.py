@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from catalog.analysis import context
-from catalog.analysis.positions import ANSWER_NAMES, COPY_SOURCES, END, locate, role_names
+from catalog.analysis.positions import ANSWER_NAMES, COPY_SOURCES, END, key_roles, locate, role_names
 from catalog.analysis.records import Composition, HeadEvidence, HeadRole, RoleReport
 from catalog.errors import InvalidInputError
-from catalog.naming import NodeKind, parse_node
+from catalog.naming import FINAL_NORM_SCALE_HOOK, NodeKind, attn_hook, block_hook, parse_node
 
 if TYPE_CHECKING:
     import torch
@@ -108,10 +108,10 @@ def _measure(model: Any, ds: Any, heads: Sequence[str], task: str,
                 or c.head is None or c.head >= model.cfg.n_heads:
             raise InvalidInputError(f"{h} is not an attention head of this model.")
     roles = locate(ds)
-    names = tuple(r for r in role_names(task, ds) if r in roles)
+    names = key_roles(role_names(ds))
     layers = sorted({c.layer for c in parsed.values()})  # type: ignore[misc]
-    hooks = [f"blocks.{layer}.attn.hook_{w}" for layer in layers for w in ("pattern", "z")]
-    hooks += ["blocks.0.hook_resid_post", "ln_final.hook_scale"]
+    hooks = [attn_hook(layer, w) for layer in layers for w in ("pattern", "z")]
+    hooks += [block_hook(0, "resid_post"), FINAL_NORM_SCALE_HOOK]
     acts = context.capture(model, ds.clean, hooks, batch_size)
     metric_clean = context.outcome(model, ds, batch_size=batch_size).metric
     n = len(ds)
@@ -126,9 +126,9 @@ def _measure(model: Any, ds: Any, heads: Sequence[str], task: str,
     out: dict[str, HeadEvidence] = {}
     for h, c in parsed.items():
         layer, head = c.layer, c.head
-        pattern = acts[f"blocks.{layer}.attn.hook_pattern"][:, head]  # [N, Tq, Tk]
+        pattern = acts[attn_hook(layer, "pattern")][:, head]  # [N, Tq, Tk]
         attention = _attention(pattern, roles, names)
-        z = acts[f"blocks.{layer}.attn.hook_z"][rows, end, head]  # [N, d_head]
+        z = acts[attn_hook(layer, "z")][rows, end, head]  # [N, d_head]
         written = z @ model.blocks[layer].attn.W_O[head]  # [N, d_model]
         if centred:
             written = written - written.mean(-1, keepdim=True)
@@ -136,7 +136,7 @@ def _measure(model: Any, ds: Any, heads: Sequence[str], task: str,
         if ln_w is not None:
             written = written * ln_w
         dla = float((written * direction).sum(-1).double().mean())
-        copy, neg = _copy_scores(model, layer, head, ds, roles, acts["blocks.0.hook_resid_post"], task)
+        copy, neg = _copy_scores(model, layer, head, ds, roles, acts[block_hook(0, "resid_post")], task)
         comp = tuple(_compositions(model, h, c, parsed, baselines))
         out[h] = HeadEvidence(attention=attention, dla=dla,
                               dla_fraction=dla / metric_clean if metric_clean else None,

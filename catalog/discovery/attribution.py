@@ -44,6 +44,7 @@ def _flat_diff(ablated: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """``ablated - clean`` as a contiguous ``[S, B*T*D]`` matrix, so that each destination's
     scores are one matrix product over a prefix of its rows."""
     b, t, s, d = clean.shape
+    # reshape copies only when the buffers are not source-major (`new_buffer`).
     return (ablated - clean).permute(2, 0, 1, 3).reshape(s, b * t * d).contiguous()
 
 
@@ -57,6 +58,16 @@ def _accumulate(scores: torch.Tensor, flat: torch.Tensor, grad: torch.Tensor, up
         scores[:upto, first:first + heads] += flat[:upto] @ g
 
 
+def _on_grad(fn: Callable[[torch.Tensor], None]) -> Callable[..., None]:
+    """A forward hook calling `fn` with the gradient of the activation it sees (when it has one)."""
+
+    def hook(act: torch.Tensor, hook: Any) -> None:
+        if act.requires_grad:
+            act.register_hook(fn)
+
+    return hook
+
+
 def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) -> list[Hook]:
     """Forward hooks that attach gradient hooks adding ``diff . grad`` into `scores`.
 
@@ -68,11 +79,7 @@ def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) 
         def on_grad(grad: torch.Tensor) -> None:
             _accumulate(scores, diff[0], grad, upto, first, count if heads else None)
 
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            if act.requires_grad:
-                act.register_hook(on_grad)
-
-        return hook
+        return _on_grad(on_grad)
 
     hooks: list[Hook] = []
     for layer in range(layout.n_layers):
@@ -88,7 +95,7 @@ def _grad_hooks(layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor]) 
     return hooks
 
 
-#: Normalisations whose backward pass `_ln_backward` computes (TransformerLens's names).
+#: Normalisations whose backward pass `_analytic_grad_hooks` computes (TransformerLens's names).
 _ANALYTIC_NORMS = ("LN", "LNPre", "RMS", "RMSPre", None)
 
 
@@ -96,39 +103,37 @@ def _analytic_ok(model: Any) -> bool:
     """Whether per-head q/k/v input gradients can be derived from a plain (unsplit) forward pass."""
     cfg = model.cfg
     return (cfg.normalization_type in _ANALYTIC_NORMS and not cfg.use_normalization_before_and_after
-            and cfg.original_architecture not in ("BertForMaskedLM",) and not getattr(cfg, "use_qk_norm", False))
+            and cfg.original_architecture not in ("BertForMaskedLM",) and not getattr(cfg, "use_qk_norm", False)
+            and cfg.n_key_value_heads is None)
 
 
 def _ln_stats(model: Any, layer: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(xhat, scale)`` of ``blocks[layer].ln1`` at input `x` ``[B, T, D]``, each with a head axis
-    added; None without normalisation. Computed once per layer, shared by q, k and v."""
+    """``(xhat [B*T, D], scale [B*T, 1])`` of ``blocks[layer].ln1`` at input `x` ``[B, T, D]``;
+    None without normalisation. Computed once per layer, shared by q, k and v."""
     kind = model.cfg.normalization_type
     if kind is None:
         return None
+    x = x.flatten(0, 1)
     xc = x - x.mean(-1, keepdim=True) if kind in ("LN", "LNPre") else x
     scale = (xc.pow(2).mean(-1, keepdim=True) + model.blocks[layer].ln1.eps).sqrt()
-    return (xc / scale).unsqueeze(2), scale.unsqueeze(2)
+    return xc / scale, scale
 
 
-def _ln_backward(model: Any, layer: int, grad: torch.Tensor,
-                 stats: tuple[torch.Tensor, torch.Tensor] | None, frozen_scale: bool = False) -> torch.Tensor:
-    """Gradient w.r.t. the input of ``blocks[layer].ln1`` given the gradient of its output.
+def _folded_weights(model: Any, layer: int) -> torch.Tensor:
+    """``[3H, d_head, D]``: W_Q, W_K and W_V of `layer`, transposed, with ``ln1``'s linear part
+    folded in.
 
-    `grad` is ``[B, T, H, D]`` (one row per head). LayerNorm: ``(g' - mean(g') - xhat *
-    mean(g' xhat)) / scale`` with ``g' = g * w``; RMSNorm drops the centring term; no
-    normalisation is the identity. With `frozen_scale` (LRP's LN-rule) the scale is a constant,
-    so the ``xhat`` term, its derivative, drops out.
+    LN1's backward starts with ``g' = g * w`` and (LayerNorm) centres ``g'``; both are linear in
+    ``g = dL/dq_h @ W_Q[h]^T``, so scaling W's rows by ``w`` and centring its columns over D gives
+    the centred ``g'`` in one batched product for all heads of q, k and v.
     """
-    if stats is None:
-        return grad
-    xhat, scale = stats
-    kind = model.cfg.normalization_type
-    g = grad * model.blocks[layer].ln1.w if kind in ("LN", "RMS") else grad
+    attn, kind = model.blocks[layer].attn, model.cfg.normalization_type
+    w = torch.cat([attn.W_Q, attn.W_K, attn.W_V])
+    if kind in ("LN", "RMS"):
+        w = w * model.blocks[layer].ln1.w[None, :, None]
     if kind in ("LN", "LNPre"):
-        g = g - g.mean(-1, keepdim=True)
-    if frozen_scale:
-        return g / scale
-    return (g - xhat * (g * xhat).mean(-1, keepdim=True)) / scale
+        w = w - w.mean(1, keepdim=True)
+    return w.transpose(1, 2).contiguous()
 
 
 def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff: list[torch.Tensor],
@@ -136,34 +141,55 @@ def _analytic_grad_hooks(model: Any, layout: Layout, scores: torch.Tensor, diff:
     """Like `_grad_hooks`, without split q/k/v inputs: each head's q, k and v input gradient is
     ``LN1-backward(dL/dq_h @ W_Q[h]^T)``, taken from gradients at ``hook_q``/``hook_k``/``hook_v``.
 
-    The plain forward pass is several times cheaper than TransformerLens's split-input one.
+    The plain forward pass is several times cheaper than TransformerLens's split-input one. A
+    layer's q, k and v gradients are held until the layer input's gradient is complete and then
+    go through one product, one LayerNorm backward and one product with the differences (their
+    destinations are adjacent and have the same upstream sources).
     """
     stats: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}
-    hooks: list[Hook] = []
+    pending: dict[int, dict[str, torch.Tensor]] = {}
+    heads = layout.n_heads
+    folded = {layer: _folded_weights(model, layer) for layer in range(layout.n_layers)}
 
     def keep(layer: int) -> Any:
         def hook(act: torch.Tensor, hook: Any) -> None:
             with torch.no_grad():
                 stats[layer] = _ln_stats(model, layer, act.detach())
+            if act.requires_grad:
+                # The layer input's gradient is complete only after every q, k and v gradient of
+                # the layer has arrived (a rule that freezes attention patterns sends none to q, k).
+                act.register_hook(lambda grad: flush(layer) if layer in pending else None)
 
         return hook
+
+    def flush(layer: int) -> None:
+        # Head-major throughout: [3H, B*T, D] is contiguous for the LayerNorm backward and, read
+        # as [3H, B*T*D], is the transposed right operand of the product with the differences.
+        grads = pending.pop(layer)
+        some = next(iter(grads.values()))
+        gq = torch.cat([grads[x] if x in grads else torch.zeros_like(some) for x in QKV_ORDER], dim=2)
+        gq = gq.flatten(0, 1).transpose(0, 1)  # [3H, B*T, d_head]
+        st = stats[layer]
+        if st is None:
+            g = torch.bmm(gq, folded[layer])
+        else:
+            # Both terms are linear in g, so dividing by the scale first works on d_head, not D.
+            xhat, scale = st
+            g = torch.bmm(gq / scale, folded[layer])
+            if not frozen_scale:
+                m = torch.einsum("hnd,nd->hn", g, xhat).unsqueeze(-1) / xhat.shape[-1]
+                g.addcmul_(xhat, m, value=-1)
+        first = layout.head_dest(layer, QKV_ORDER[0], 0)
+        upto = layout.n_upstream(first)
+        scores[:upto, first:first + 3 * heads] += diff[0][:upto] @ g.reshape(3 * heads, -1).T.to(diff[0].dtype)
 
     def make(layer: int, qkv: str) -> Any:
-        first = layout.head_dest(layer, qkv, 0)
-        upto = layout.n_upstream(first)
-        weight = getattr(model.blocks[layer].attn, f"W_{qkv.upper()}")
-
         def on_grad(grad: torch.Tensor) -> None:
-            g_in = _ln_backward(model, layer, torch.einsum("bthk,hdk->bthd", grad, weight), stats[layer],
-                                frozen_scale)
-            _accumulate(scores, diff[0], g_in, upto, first, layout.n_heads)
+            pending.setdefault(layer, {})[qkv] = grad
 
-        def hook(act: torch.Tensor, hook: Any) -> None:
-            if act.requires_grad:
-                act.register_hook(on_grad)
+        return _on_grad(on_grad)
 
-        return hook
-
+    hooks: list[Hook] = []
     for layer in range(layout.n_layers):
         hooks.append((block_hook(layer, "resid_pre"), keep(layer)))
         hooks += [(attn_hook(layer, qkv), make(layer, qkv)) for qkv in QKV_ORDER]
@@ -217,14 +243,15 @@ def attribution_scores(model: Any, dataset: Any, ablation: Ablation = Ablation.C
         n = n_examples(dataset)
         done = 0
         for part, clean, corrupt in batches(dataset, batch_size, dev):
-            ablated = ablator.values(clean, corrupt)
+            # Source-major buffers make the differences' [S, B*T*D] matrix a view (`_flat_diff`).
+            ablated = ablator.values(clean, corrupt, source_major=True)
             baseline = ablated[:, :, 0]
             diff: list[torch.Tensor] = []
             for alpha in alphas:
                 hooks = [_input_hook(alpha, baseline)]
                 buf = None
                 if alpha == 1.0:
-                    buf = new_buffer(model, layout, clean)
+                    buf = new_buffer(model, layout, clean, source_major=True)
                     hooks += source_hooks(model, layout, buf)
                 if rules is not None:
                     hooks += rules.hooks(model)

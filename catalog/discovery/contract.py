@@ -29,13 +29,24 @@ from catalog.provenance import Ablation
 if TYPE_CHECKING:
     import torch
 
-    from catalog.graph import CircuitGraph
+    from catalog.graph import CircuitGraph, ModelShape
 
 #: ``(phase, done, total)``: called as a method makes progress (drawn as a bar by jobs).
 Progress = Callable[[str, int, int], None]
 #: ``(dataset slice, logits [B, T, V]) -> [B]``: the quantity a method explains, higher = more
 #: task behaviour. The default is the task's own metric (`task_metric`).
 Metric = Callable[[Any, "torch.Tensor"], "torch.Tensor"]
+
+
+def number_param(value: Any, what: str) -> float:
+    """A numeric method parameter (``--param threshold=0.02``), checked to be a number.
+
+    >>> number_param(0.02, "ACDC's threshold")
+    0.02
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{what} must be a number (e.g. --param threshold=0.02), got {value!r}.")
+    return float(value)
 
 
 def task_metric(part: Any, logits: torch.Tensor) -> torch.Tensor:
@@ -66,6 +77,9 @@ class MethodInputs:
     ablation: Ablation = Ablation.COUNTERFACTUAL
     batch_size: int = 32
     progress: Progress | None = None
+    #: The model's catalog shape (its name, e.g. ``catalog-default``, and revision) when the
+    #: caller knows it; a bare ``HookedTransformer``'s config may not carry the name.
+    shape: ModelShape | None = None
 
     def report(self, phase: str, done: int, total: int) -> None:
         """Tell the caller's progress callback, if any."""
@@ -99,9 +113,19 @@ class EdgeScores:
 
 @dataclass(frozen=True)
 class SelectedCircuit:
-    """A method's own choice: a scored graph whose ``in_circuit`` flags mark the circuit."""
+    """A method's own choice: a scored graph whose ``in_circuit`` flags mark the circuit.
+
+    ``details`` are recorded with the circuit's method parameters (values per node, the prompt...).
+    ``metrics`` are the method's own measurements; a circuit without heads or MLPs (a feature
+    circuit), which patching components cannot evaluate, is stored with these alone. ``parts``
+    are per-example circuits the result aggregates (one per prompt): the job stores them with
+    the same run, before the result, so the task's newest circuit stays the aggregate.
+    """
 
     graph: CircuitGraph
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    parts: tuple[SelectedCircuit, ...] = ()
 
 
 MethodResult = NodeScores | EdgeScores | SelectedCircuit

@@ -119,16 +119,20 @@ def source_hooks(model: Any, layout: Layout, buf: torch.Tensor) -> list[Hook]:
     return hooks
 
 
-def new_buffer(model: Any, layout: Layout, tokens: torch.Tensor) -> torch.Tensor:
+def new_buffer(model: Any, layout: Layout, tokens: torch.Tensor, source_major: bool = False) -> torch.Tensor:
+    """A zero ``[B, T, S, D]`` source buffer; with `source_major` it is a view of ``[S, B, T, D]``
+    memory, so that each source's outputs are one contiguous block (EAP's differences)."""
     b, t = tokens.shape
-    return torch.zeros(b, t, layout.n_sources, model.cfg.d_model, dtype=model.cfg.dtype,
-                       device=tokens.device)
+    shape = (layout.n_sources, b, t, model.cfg.d_model) if source_major else (b, t, layout.n_sources, model.cfg.d_model)
+    buf = torch.zeros(*shape, dtype=model.cfg.dtype, device=tokens.device)
+    return buf.permute(1, 2, 0, 3) if source_major else buf
 
 
 @torch.no_grad()
-def record(model: Any, layout: Layout, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def record(model: Any, layout: Layout, tokens: torch.Tensor,
+           source_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, source outputs ``[B, T, S, D]``) of a plain forward pass."""
-    buf = new_buffer(model, layout, tokens)
+    buf = new_buffer(model, layout, tokens, source_major)
     with model.hooks(fwd_hooks=source_hooks(model, layout, buf)):
         logits = model(tokens)
     return logits, buf
@@ -154,15 +158,15 @@ class Ablator:
         self.model, self.layout, self.ablation = model, layout, Ablation(ablation)
         self.mean = mean_sources(model, layout, dataset, batch_size) if self.ablation is Ablation.MEAN else None
 
-    def values(self, clean: torch.Tensor, corrupt: torch.Tensor) -> torch.Tensor:
+    def values(self, clean: torch.Tensor, corrupt: torch.Tensor, source_major: bool = False) -> torch.Tensor:
         """``[B, T, S, D]``: the counterfactual run's outputs, the dataset mean, or zeros."""
         if self.ablation is Ablation.COUNTERFACTUAL:
-            return record(self.model, self.layout, corrupt)[1]
+            return record(self.model, self.layout, corrupt, source_major)[1]
         if self.ablation is Ablation.MEAN:
             if self.mean is None or self.mean.shape[0] != clean.shape[1]:
                 raise DiscoveryError("Mean ablation needs every prompt of the dataset to have the same length.")
             return self.mean.unsqueeze(0).expand(clean.shape[0], -1, -1, -1)
-        return new_buffer(self.model, self.layout, clean)
+        return new_buffer(self.model, self.layout, clean, source_major)
 
 
 # --- patching destination inputs -------------------------------------------------------------

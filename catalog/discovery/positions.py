@@ -44,13 +44,7 @@ from catalog.discovery.engine import (
 )
 from catalog.discovery.evaluation import Evaluator
 from catalog.discovery.layout import Layout
-from catalog.discovery.methods.activation_patching import (
-    _can_start_midway,
-    _replace_hooks,
-    clean_run,
-    components,
-    patched_metric,
-)
+from catalog.discovery.methods.activation_patching import _replace_hooks, components, patching_totals
 from catalog.errors import DiscoveryError, InvalidInputError
 from catalog.graph import CircuitGraph, ModelShape, Node
 from catalog.naming import NodeKind, block_hook, component_of, with_role
@@ -83,8 +77,8 @@ def scored_roles(dataset: Any, ablation: Ablation) -> tuple[list[str], torch.Ten
     names, ids = role_ids_of(dataset)
     ids = ids.clone()
     if Ablation(ablation) is Ablation.COUNTERFACTUAL:
-        differs = dataset.clean != dataset.corrupt
-        t = torch.arange(ids.shape[1])[None, :]
+        differs = (dataset.clean != dataset.corrupt).to(ids.device)
+        t = torch.arange(ids.shape[1], device=ids.device)[None, :]  # a dataset may sit on the model's device
         first = torch.where(differs, t, ids.shape[1]).min(dim=1).values
         ids[t < first[:, None]] = -1
     present = set(int(i) for i in ids.unique().tolist() if i >= 0)
@@ -103,7 +97,6 @@ def _role_index(names: tuple[str, ...], roles: list[str]) -> dict[int, int]:
 # --- activation patching by role ---------------------------------------------------------------
 
 
-@torch.no_grad()
 def activation_patching_by_role(model: Any, dataset: Any, ablation: Ablation = Ablation.COUNTERFACTUAL,
                                 batch_size: int = 32, max_rows: int = DEFAULT_MAX_ROWS,
                                 progress: Progress | None = None) -> dict[str, float]:
@@ -114,40 +107,16 @@ def activation_patching_by_role(model: Any, dataset: Any, ablation: Ablation = A
     names, _ = role_ids_of(dataset)
     roles, ids = scored_roles(dataset, ablation)
     column = _role_index(names, roles)
-    with prepared(model, split_qkv=False) as layout:
-        comps = components(layout)
-        ablator = Ablator(model, layout, dataset, ablation, batch_size)
-        totals = torch.zeros(len(comps), len(roles), dtype=torch.float64)
-        n = n_examples(dataset)
-        midway = _can_start_midway(model)
-        done = 0
-        start = 0
-        for part, clean, corrupt in batches(dataset, batch_size, device_of(model)):
-            b = clean.shape[0]
-            part_ids = ids[start:start + b].to(clean.device)
-            start += b
-            ablated = ablator.values(clean, corrupt)
-            base, resid = clean_run(model, layout, part, clean, midway)
-            present = [(i, j) for i, j in column.items() if bool((part_ids == i).any())]
-            masks = {j: (part_ids == i).to(ablated.dtype) for i, j in present}
-            rows = max_rows_for(model, layout, clean.shape[1], max_rows)
-            per_pass = copies_per_pass(b, len(comps) * len(present), rows)
-            for layer in range(layout.n_layers):
-                items = [(k, j) for k, src in enumerate(comps) if (src - 1) // layout.block == layer
-                         for _, j in present]
-                for first in range(0, len(items), per_pass):
-                    chunk = items[first:first + per_pass]
-                    srcs = [comps[k] for k, _ in chunk]
-                    where = [masks[j] for _, j in chunk]
-                    patched = patched_metric(model, part, clean, resid, layer, len(chunk),
-                                             _replace_hooks(model, layout, ablated, srcs, b, where))
-                    for c, (k, j) in enumerate(chunk):
-                        totals[k, j] += base - patched[c]
-            done += b
-            if progress:
-                progress("activation patching by role", done, n)
-        return {with_role(layout.sources[src], r): float(totals[k, j] / n)
-                for k, src in enumerate(comps) for j, r in enumerate(roles)}
+
+    def where(first: int, b: int, device: torch.device, dtype: torch.dtype) -> dict[int, torch.Tensor]:
+        part_ids = ids[first:first + b].to(device)
+        return {j: (part_ids == i).to(dtype) for i, j in column.items() if bool((part_ids == i).any())}
+
+    layout, comps, totals = patching_totals(model, dataset, ablation, batch_size, "activation patching by role",
+                                            max_rows=max_rows, progress=progress, where=where, columns=len(roles))
+    n = n_examples(dataset)
+    return {with_role(layout.sources[src], r): float(totals[k, j] / n)
+            for k, src in enumerate(comps) for j, r in enumerate(roles)}
 
 
 # --- attribution by role -----------------------------------------------------------------------

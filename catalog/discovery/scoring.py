@@ -43,8 +43,8 @@ def inputs_for(loaded_model: Any, dataset: Any, ablation: Ablation | str = Ablat
         ablation = Ablation(ablation)
     except ValueError:
         raise suggest(str(ablation), [a.value for a in Ablation], "ablation") from None
-    model, _ = model_and_shape(loaded_model)
-    return MethodInputs(model, dataset, metric or task_metric, ablation, batch_size, progress)
+    model, shape = model_and_shape(loaded_model)
+    return MethodInputs(model, dataset, metric or task_metric, ablation, batch_size, progress, shape)
 
 
 def result_graph(shape: ModelShape, model: Any, result: MethodResult) -> CircuitGraph:
@@ -86,7 +86,18 @@ def check_positions(method: str) -> None:
 def score(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
           ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
           progress: Any = None, metric: Any = None, positions: bool = False, **params: Any) -> CircuitGraph:
-    """Run a method and return the fully scored graph (nothing selected yet).
+    """Run a method and return the fully scored graph (see `score_result`)."""
+    return score_result(loaded_model, dataset, method, ablation, batch_size, progress, metric, positions,
+                        **params)[0]
+
+
+def score_result(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
+                 ablation: Ablation | str = Ablation.COUNTERFACTUAL, batch_size: int = 32,
+                 progress: Any = None, metric: Any = None, positions: bool = False,
+                 **params: Any) -> tuple[CircuitGraph, MethodResult | None]:
+    """Run a method; return the fully scored graph (nothing selected yet) and the method's own
+    result (None for position-resolved scoring), whose details, metrics and parts a
+    `SelectedCircuit` may carry.
 
     Edge methods score every edge (node scores are the sums of outgoing edge scores); node
     methods score heads and MLPs and list every edge unscored; a method that selects its own
@@ -109,5 +120,6 @@ def score(loaded_model: Any, dataset: Any, method: str | MethodSpec = "eap-ig",
         run = getattr(importlib.import_module(module), func)
         Layout.for_model(inputs.model).check_shape(shape)
         return role_graph(shape, run(inputs.model, dataset, ablation=inputs.ablation, batch_size=batch_size,
-                                     progress=progress, **spec.params(params)))
-    return result_graph(shape, inputs.model, spec.run(inputs, **params))
+                                     progress=progress, **spec.params(params))), None
+    result = spec.run(inputs, **params)
+    return result_graph(shape, inputs.model, result), result

@@ -22,7 +22,7 @@ The dictionary is the last path part of the transcoder set (``metadata.info.tran
 else ``metadata.scan`` when it names one), e.g. ``gemma-scope-transcoders``. Links become edges
 scored by their ``weight``; every node and link is in the circuit (the file is already pruned,
 selection ``given``). ``clerp`` labels become label annotations (embedding nodes are labelled
-with their prompt token), ``qParams.supernodes`` group annotations.
+with their prompt token), ``qParams.supernodes`` group annotations, a node's ``influence`` its score.
 """
 
 from __future__ import annotations
@@ -287,7 +287,12 @@ def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None
             )
         ids[nid] = cid
         file_id[cid] = nid
-        nodes.append(Node.of(cid, token=token))
+        # A node's influence on the target logit is its score, as attribution graphs made here
+        # store it (files without one leave the node unscored).
+        influence = nd.get("influence")
+        score = float(influence) if isinstance(influence, (int, float)) and not isinstance(influence, bool) \
+            and math.isfinite(influence) else None
+        nodes.append(Node.of(cid, score=score, token=token))
         values[cid] = nd  # the kept values, node_id first
         clerp = nd.get("clerp")
         if isinstance(clerp, str) and clerp.strip():

@@ -358,11 +358,16 @@ class Catalog(Writer):
                              f"either: {bookkeeping}")
             raise
 
-    def finish_run(self, run_id: int, circuit: Circuit, attention: AttentionPatterns | None = None) -> int:
+    def finish_run(self, run_id: int, circuit: Circuit, attention: AttentionPatterns | None = None,
+                   parts: Sequence[Circuit] = ()) -> int:
         """Store the run's circuit (and its heads' attention patterns, if recorded) and mark the
-        run ``done``, in one transaction; the circuit id."""
+        run ``done``, in one transaction; the circuit id. `parts` (e.g. the per-prompt graphs a
+        feature circuit aggregates) are stored first, with the same run, so the run lists them
+        all and the run's circuit is the newest of its task."""
         with self._db.session_scope(write=True) as s:
             self._running(s, run_id)
+            for part in parts:
+                self._insert(s, replace(part, run_id=run_id), run_id)
             cid = self._insert(s, replace(circuit, run_id=run_id), run_id)
             if attention is not None:
                 s.add(AttentionRow(circuit_id=cid, data=attention.model_dump(mode="json")))

@@ -76,6 +76,24 @@ class PoolExecutor:
             proc.terminate()
 
 
+RAY_AUTH_MODE = "RAY_AUTH_MODE"  # Ray's variable: "token" or "disabled" (ray/_private/authentication)
+
+
+def _local_cluster_auth() -> bool:
+    """Start a local Ray cluster without token authentication unless $RAY_AUTH_MODE says otherwise;
+    True when this set the variable (to be removed after the sweep).
+
+    With the mode unset, recent Ray (2.60 here) turns token auth on for a local ``ray.init()`` and writes a
+    token to ~/.ray/auth_token; from then on every ``ray start --head`` on the machine picks that
+    token up while ``ray status --address=...`` and ``ray.init(address=...)`` do not, so they fail
+    with InvalidAuthToken. The cluster lives only for the sweep; the mode is the one .ci/run uses
+    for its head. The variable is read by the cluster processes Ray spawns (they inherit it)."""
+    if RAY_AUTH_MODE in os.environ:
+        return False
+    os.environ[RAY_AUTH_MODE] = "disabled"
+    return True
+
+
 class RayExecutor:
     """Ray tasks (one CPU each); a local Ray cluster is started when no address is given."""
 
@@ -93,13 +111,14 @@ class RayExecutor:
         except ImportError:
             raise _missing("ray", "Ray") from None
         started_here = not ray.is_initialized()
-        if started_here:
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                # address="local": always a new cluster, never one some earlier `ray start` left behind
-                ray.init(address="local", num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+        auth_set_here = started_here and not self.address and _local_cluster_auth()
         try:
+            if started_here:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    # address="local": always a new cluster, never one an earlier `ray start` left behind
+                    ray.init(address="local", num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
             remote = ray.remote(num_cpus=1, max_retries=0)(fn)
             self._refs = [remote.remote(job) for job in jobs]
             pending = list(self._refs)
@@ -112,6 +131,8 @@ class RayExecutor:
         finally:
             if started_here:
                 ray.shutdown()
+            if auth_set_here:
+                os.environ.pop(RAY_AUTH_MODE, None)
 
     def cancel(self) -> None:
         try:

@@ -3,6 +3,7 @@ then resumed), a real Ray head and submitit's local executor on PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -120,17 +121,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """The Ray head .ci/run started ($CATALOG_TEST_RAY_ADDRESS), else one started here as a
-    subprocess and stopped by its process id."""
-    if os.environ.get(RAY_ENV):
-        yield os.environ[RAY_ENV]
-        return
-    pytest.importorskip("ray", reason="Ray sweeps need the ray extra: pip install -e '.[ray]'")
+@contextlib.contextmanager
+def ray_head(env: dict[str, str]) -> Iterator[str]:
+    """A Ray head started as .ci/run starts it, once `ray status` answers; stopped by its process id."""
     ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     head = subprocess.Popen([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2",
                              "--include-dashboard=false", "--block"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -144,7 +139,54 @@ def ray_address() -> Iterator[str]:
         yield address
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a graceful stop can take a minute on a busy machine
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """The Ray head .ci/run started ($CATALOG_TEST_RAY_ADDRESS), else one started here."""
+    if os.environ.get(RAY_ENV):
+        yield os.environ[RAY_ENV]
+        return
+    pytest.importorskip("ray", reason="Ray sweeps need the ray extra: pip install -e '.[ray]'")
+    # the auth mode .ci/run uses: an explicit mode makes Ray ignore a stale ~/.ray/auth_token
+    with ray_head({**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}) as address:
+        yield address
+
+
+_LOCAL_RAY = """
+import json, os
+from catalog.sweeps.executors import RayExecutor
+
+def square(x: int) -> int:
+    return x * x
+
+results = sorted(RayExecutor(2).run(square, [1, 2, 3]))
+print(json.dumps({"results": results, "auth_mode_after": os.environ.get("RAY_AUTH_MODE")}))
+"""
+
+
+def test_local_ray_cluster_leaves_no_auth_token_for_a_later_head(tmp_path):
+    """A sweep on a local Ray cluster (no --address) writes no ~/.ray/auth_token, so a head started
+    afterwards the way .ci/run did before it set RAY_AUTH_MODE (no mode given) still answers
+    `ray status`: with the token, the head took token auth and `ray status` got InvalidAuthToken."""
+    pytest.importorskip("ray", reason="Ray sweeps need the ray extra: pip install -e '.[ray]'")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.run([sys.executable, "-c", _LOCAL_RAY], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2], timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"results": [1, 4, 9], "auth_mode_after": None}
+    assert not (home / ".ray" / "auth_token").exists()
+    with ray_head(env):
+        pass  # ray_head fails the test unless `ray status` answers the new head
 
 
 @pytest.mark.postgres

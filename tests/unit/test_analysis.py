@@ -9,13 +9,16 @@ transformer_lens = pytest.importorskip("transformer_lens")
 
 from catalog.analysis import context  # noqa: E402
 from catalog.analysis.interventions import edit_hooks, parse_scale, parse_target, plan  # noqa: E402
-from catalog.analysis.positions import locate  # noqa: E402
+from catalog.analysis.positions import key_roles, locate  # noqa: E402
 from catalog.analysis.records import Composition, HeadEvidence  # noqa: E402
+from catalog.analysis.repair import steer_hooks, wrong_answer_roles  # noqa: E402
 from catalog.analysis.roles import _score, label, measure  # noqa: E402
 from catalog.errors import InvalidInputError  # noqa: E402
 from catalog.graph import ModelShape  # noqa: E402
 from catalog.provenance import Ablation  # noqa: E402
 from catalog.tasks.base import TaskDataset, logit_diff, top1_is_answer  # noqa: E402
+from catalog.tasks.examples import role_tensor  # noqa: E402
+from catalog.tasks.roles import slot_roles  # noqa: E402
 
 SHAPE = ModelShape("tiny", n_layers=2, n_heads=2, d_model=16)
 
@@ -31,8 +34,9 @@ class Loaded:
 def tiny_model(seed: int = 0, d_vocab: int = 12):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+    # CPU, as the datasets these tests build: without a device TransformerLens picks CUDA when present
     cfg = HookedTransformerConfig(n_layers=2, n_heads=2, d_model=16, d_head=8, d_mlp=32, d_vocab=d_vocab,
-                                  n_ctx=16, act_fn="gelu", normalization_type="LN", seed=seed)
+                                  n_ctx=16, act_fn="gelu", normalization_type="LN", seed=seed, device="cpu")
     model = HookedTransformer(cfg)
     with torch.no_grad():  # non-trivial LN weights and biases, so folding them is tested too
         for name, p in model.named_parameters():
@@ -54,16 +58,45 @@ def ioi_like(n: int = 6, seed: int = 0) -> TaskDataset:
         io.append(a)
         s.append(b)
     t = torch.tensor
+    # Roles as the IOI task names them: BOS IO IO+1 S1 S1+1 S2 END.
+    names, ids = role_tensor([slot_roles(7, {1: "IO", 3: "S1", 4: "S1+1", 5: "S2"})] * n, 7)
     return TaskDataset(task="ioi", clean=t(rows), corrupt=t(corrupt), positions=t([6] * n), answers=t(io),
                        wrong_answers=t(s), prompts=["p"] * n, corrupt_prompts=["c"] * n, metric_name="logit_diff",
-                       metric_fn=logit_diff, correct_fn=top1_is_answer, pad_id=0)
+                       metric_fn=logit_diff, correct_fn=top1_is_answer, pad_id=0, role_names=names, role_ids=ids)
 
 
-def test_ioi_roles_are_located_from_the_tokens():
-    roles = locate(ioi_like(3))
-    assert roles["IO"].tolist() == [1, 1, 1]
+def test_roles_are_read_from_the_dataset():
+    ds = ioi_like(3)
+    # A role's position differs per prompt: the analysis must read each prompt's own.
+    ds.role_ids[1] = ds.role_ids[1][[0, 2, 1, 3, 4, 5, 6]]
+    roles = locate(ds)
+    assert roles["IO"].tolist() == [1, 2, 1] and roles["IO+1"].tolist() == [2, 1, 2]
     assert roles["S1"].tolist() == [3, 3, 3] and roles["S1+1"].tolist() == [4, 4, 4]
     assert roles["S2"].tolist() == [5, 5, 5] and roles["END"].tolist() == [6, 6, 6]
+    assert key_roles(ds.role_names) == ("IO", "IO+1", "S1", "S1+1", "S2", "END")
+
+
+def test_a_dataset_without_roles_has_end_and_other():
+    ds = ioi_like(2)
+    plain = TaskDataset(task="ioi", clean=ds.clean, corrupt=ds.corrupt, positions=ds.positions, answers=ds.answers,
+                        wrong_answers=ds.wrong_answers, prompts=ds.prompts, corrupt_prompts=ds.corrupt_prompts,
+                        metric_name="logit_diff", metric_fn=logit_diff, correct_fn=top1_is_answer, pad_id=0)
+    roles = locate(plain)
+    assert roles["END"].tolist() == [6, 6] and roles["OTHER"].tolist() == [0, 0]
+
+
+def test_repair_points_the_end_row_uniformly_at_the_wrong_answers():
+    ds = ioi_like(3)
+    model = tiny_model()
+    hooks = steer_hooks([(1, 0)], locate(ds), wrong_answer_roles("ioi", ds.role_names))
+    with model.hooks(fwd_hooks=hooks(0, 3)):
+        _, cache = model.run_with_cache(ds.clean, names_filter=lambda n: n == "blocks.1.attn.hook_pattern")
+    row = cache["blocks.1.attn.hook_pattern"][:, 0, 6]
+    expected = torch.zeros(3, 7)
+    expected[:, [3, 5]] = 0.5  # S1 and S2 hold the wrong answer
+    torch.testing.assert_close(row, expected)
+    other = cache["blocks.1.attn.hook_pattern"][:, 1, 6]
+    assert float(other[:, [3, 5]].sum(-1).min()) < 0.99  # the other head keeps its own row
 
 
 def test_dla_equals_the_hand_computation_and_transformer_lens_decomposition():
@@ -93,7 +126,7 @@ def test_attention_between_roles_is_the_pattern_at_those_tokens():
     evidence, _, names = measure(Loaded(model), ds, ["a1.h1"], "ioi")
     _, cache = model.run_with_cache(ds.clean)
     pattern = cache["blocks.1.attn.hook_pattern"][:, 1]
-    assert names == ("IO", "S1", "S1+1", "S2", "END")
+    assert names == ("IO", "IO+1", "S1", "S1+1", "S2", "END")
     assert evidence["a1.h1"].attention["END"]["S2"] == pytest.approx(float(pattern[:, 6, 5].mean()), abs=1e-4)
     assert evidence["a1.h1"].attention["S2"]["S1"] == pytest.approx(float(pattern[:, 5, 3].mean()), abs=1e-4)
     assert "END" not in evidence["a1.h1"].attention["S2"]  # a later token is never attended to
@@ -106,7 +139,7 @@ def test_a_head_whose_ov_is_the_identity_copies_and_never_negatively_copies():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     cfg = HookedTransformerConfig(n_layers=2, n_heads=1, d_model=12, d_head=12, d_mlp=8, d_vocab=12, n_ctx=16,
-                                  act_fn="gelu", normalization_type="LN")
+                                  act_fn="gelu", normalization_type="LN", device="cpu")
     model = HookedTransformer(cfg).eval()
     eye = torch.eye(12)
     with torch.no_grad():
@@ -183,7 +216,7 @@ def test_ablating_a_head_the_metric_reads_changes_it_and_identity_edits_do_not()
 ])
 def test_bad_targets_say_what_to_give(text, message):
     with pytest.raises(InvalidInputError, match=message):
-        parse_target(text, SHAPE, "ioi")
+        parse_target(text, SHAPE, "ioi", ioi_like(2))
 
 
 def test_a_scale_that_is_not_a_number_is_refused():

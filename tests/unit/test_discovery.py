@@ -41,9 +41,8 @@ def _reference_activation_patching(model, data, ablation: Ablation) -> dict[str,
             _, cache = model.run_with_cache(data.corrupt if ablation is Ablation.COUNTERFACTUAL else data.clean)
             out = {}
             for layer in range(model.cfg.n_layers):
-                for name, head in [(f"blocks.{layer}.attn.hook_result", h) for h in range(model.cfg.n_heads)] + [
-                    (f"blocks.{layer}.hook_mlp_out", None)
-                ]:
+                mlp = [] if model.cfg.attn_only else [(f"blocks.{layer}.hook_mlp_out", None)]
+                for name, head in [(f"blocks.{layer}.attn.hook_result", h) for h in range(model.cfg.n_heads)] + mlp:
                     ref = cache[name]
                     if ablation is Ablation.MEAN:
                         ref = ref.mean(0, keepdim=True).expand_as(ref)
@@ -70,6 +69,28 @@ def test_batched_activation_patching_equals_one_component_per_pass(model, data, 
     for key in reference:
         assert batched[key] == pytest.approx(reference[key], abs=1e-5), key
     assert max(abs(v) for v in reference.values()) > 1e-3  # the comparison is not between zeros
+
+
+def _late_difference(data, at: int):
+    """`data` with the counterfactual token moved from position 0 to `at` (earlier positions shared)."""
+    clean, corrupt = data.clean.clone(), data.clean.clone()
+    corrupt[:, at] = data.corrupt[:, 0]
+    clean[:, at] = data.clean[:, 0]
+    return type(data)(clean, corrupt, data.positions, data.answers, data.wrong)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "attn-only", "parallel"])
+@pytest.mark.parametrize("ablation", list(Ablation))
+def test_patching_from_the_clean_run_equals_the_reference_when_prompts_share_a_prefix(kind, ablation):
+    # Positions before the first difference come from the clean run's keys and values, and each
+    # pass starts after the patched layer's attention (or, for parallel blocks, runs it all).
+    model = random_model(n_layers=3, n_heads=2, d_model=16, seed=5, attn_only=kind == "attn-only",
+                         parallel=kind == "parallel")
+    data = _late_difference(toy_dataset(n=8, t=7, seed=6), at=3)
+    batched = activation_patching(model, data, ablation, batch_size=3)
+    reference = _reference_activation_patching(model, data, ablation)
+    assert batched == pytest.approx(reference, abs=1e-5)
+    assert max(abs(v) for v in reference.values()) > 1e-3
 
 
 def test_activation_patching_batches_agree_with_loop_through_the_same_code(model, data):
@@ -249,7 +270,8 @@ def test_other_architectures_are_scored_and_evaluated(kwargs):
 
 
 def test_registry_and_bad_input_errors(model, data):
-    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp", "path-patching", "acdc"}
+    assert set(METHODS) == {"activation-patching", "eap", "eap-ig", "edge-patching", "relp", "path-patching", "acdc",
+                            "attribution-graph"}
     with pytest.raises(UnknownKeyError, match="Did you mean 'eap-ig'"):
         score(model, data, "eap-gi")
     with pytest.raises(InvalidInputError, match="parameters: steps"):

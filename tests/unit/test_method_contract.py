@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_discovery_fixtures import random_model, toy_dataset
 
 from catalog.discovery import METHODS, Granularity, MethodInputs, MethodSpec, score
@@ -25,12 +26,25 @@ def test_listing_methods_imports_no_torch():
     assert out.stdout.strip() == "False"
 
 
+def _given(slug: str, m, tmp_path) -> dict:
+    """What a method needs beyond its defaults: attribution graphs read a transcoder set, here a
+    random one that fits the toy model."""
+    if slug != "attribution-graph":
+        return {}
+    from catalog.transcoders.model import Transcoder, TranscoderSet
+
+    torch.manual_seed(0)
+    layers = [Transcoder(m.cfg.d_model, 32, 4) for _ in range(m.cfg.n_layers)]
+    TranscoderSet(m.cfg.model_name, layers).save(tmp_path / "tc")
+    return {"transcoders": str(tmp_path / "tc")}
+
+
 @pytest.mark.parametrize("slug", sorted(METHODS))
-def test_every_method_returns_its_declared_type(slug):
+def test_every_method_returns_its_declared_type(slug, tmp_path):
     spec = METHODS[slug]
     m = random_model(n_layers=1, n_heads=2, d_model=16, seed=1)
     ds = toy_dataset(n=3, t=5, seed=2)
-    result = spec.load()(MethodInputs(m, ds, batch_size=3), **dict(spec.defaults))
+    result = spec.load()(MethodInputs(m, ds, batch_size=3), **{**spec.defaults, **_given(slug, m, tmp_path)})
     assert isinstance(result, _TYPES[spec.granularity])
     layout = Layout.for_model(m)
     if isinstance(result, EdgeScores):

@@ -38,6 +38,13 @@ METHODS: dict[str, MethodSpec] = {
                    exact=True),
         MethodSpec("edge-patching", "Patch each edge in turn (exact, slow: for validating on small models).",
                    Granularity.EDGE, f"{_HERE}.edge_patching", exact=True),
+        MethodSpec("attribution-graph",
+                   "Attribution graph through transcoders (Ameisen et al. 2025): direct effects between "
+                   "features, error nodes, embeddings and the target logit in the frozen replacement model, "
+                   "pruned by influence; a task's prompts aggregate into its feature circuit.",
+                   Granularity.CIRCUIT, f"{_HERE}.attribution_graph",
+                   MappingProxyType({"transcoders": None, "prompts": 16, "node_threshold": 0.8,
+                                     "edge_threshold": 0.98, "min_fraction": 0.25})),
     )
 }
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from catalog.discovery.contract import MethodInputs, SelectedCircuit
+from catalog.discovery.contract import MethodInputs, SelectedCircuit, number_param
 from catalog.discovery.engine import (
     Ablator,
     Metric,
@@ -167,13 +167,7 @@ def run(inputs: MethodInputs, threshold: float = 0.01, metric: str = "kl") -> Se
     from catalog.discovery.scoring import model_and_shape
 
     model, shape = model_and_shape(inputs.model)
-    kept, scores, _ = acdc(model, inputs.dataset, _number(threshold), str(metric), inputs.ablation,
-                           inputs.batch_size, metric=inputs.metric, progress=inputs.progress)
+    kept, scores, _ = acdc(model, inputs.dataset, number_param(threshold, "ACDC's threshold"), str(metric),
+                           inputs.ablation, inputs.batch_size, metric=inputs.metric, progress=inputs.progress)
     return SelectedCircuit(selected_graph(shape, Layout.for_model(model), kept, scores))
 
-
-def _number(value: Any) -> float:
-    """A threshold given as a parameter (``--param threshold=0.02``), checked to be a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError(f"ACDC's threshold must be a number (e.g. --param threshold=0.02), got {value!r}.")
-    return float(value)

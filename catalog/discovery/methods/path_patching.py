@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from catalog.discovery.contract import MethodInputs, SelectedCircuit
+from catalog.discovery.contract import MethodInputs, SelectedCircuit, number_param
 from catalog.discovery.engine import (
     Ablator,
     Metric,
@@ -51,7 +51,7 @@ from catalog.discovery.engine import (
 )
 from catalog.discovery.layout import QKV_ORDER, Layout, selected_graph
 from catalog.errors import DiscoveryError, InvalidInputError, suggest
-from catalog.naming import NodeKind, parse_node
+from catalog.naming import EMBED_HOOK, NodeKind, block_hook, logits_input_hook, parse_node, qkv_input_hook
 from catalog.provenance import Ablation
 
 Hook = tuple[str, Callable[..., Any]]
@@ -235,11 +235,11 @@ def _hook_name(layout: Layout, dest: int) -> tuple[str, int | None]:
     """(hook name, head index or None) of a destination's input."""
     node, qkv = layout.destinations[dest]
     if node == "logits":
-        return f"blocks.{layout.n_layers - 1}.hook_resid_post", None
+        return logits_input_hook(layout.n_layers), None
     comp = parse_node(node)
     if qkv is None:
-        return f"blocks.{comp.layer}.hook_mlp_in", None
-    return f"blocks.{comp.layer}.hook_{qkv}_input", comp.head
+        return block_hook(comp.layer or 0, "mlp_in"), None
+    return qkv_input_hook(comp.layer or 0, qkv), comp.head
 
 
 def _rows(mask: torch.Tensor | None, lo: int, hi: int, like: torch.Tensor) -> torch.Tensor:
@@ -260,7 +260,7 @@ def _clean_run(model: Any, layout: Layout, clean: torch.Tensor) -> tuple[torch.T
             attn[layer] = act.detach().clone()
         return hook
 
-    hooks = source_hooks(model, layout, buf) + [(f"blocks.{layer}.hook_attn_out", keep(layer))
+    hooks = source_hooks(model, layout, buf) + [(block_hook(layer, "attn_out"), keep(layer))
                                                 for layer in range(layout.n_layers)]
     with model.hooks(fwd_hooks=hooks):
         logits = model(clean)
@@ -306,11 +306,11 @@ def _sender_pass(model: Any, layout: Layout, freeze: Freeze, clean: torch.Tensor
         return act
 
     if ("input", 0) in by_layer:
-        hooks.append(("blocks.0.hook_resid_pre", embed))
+        hooks.append((EMBED_HOOK, embed))
     for layer in range(layout.n_layers):
-        hooks.append((f"blocks.{layer}.hook_attn_out", frozen_attn(layer)))
+        hooks.append((block_hook(layer, "attn_out"), frozen_attn(layer)))
         if layout.has_mlp and (freeze is Freeze.DIRECT or ("mlp", layer) in by_layer):
-            hooks.append((f"blocks.{layer}.hook_mlp_out", mlp(layer)))
+            hooks.append((block_hook(layer, "mlp_out"), mlp(layer)))
     seen: dict[str, torch.Tensor] = {}
 
     def keep(act: torch.Tensor, hook: Any) -> None:
@@ -541,13 +541,8 @@ def run(inputs: MethodInputs, threshold: float = 0.05, freeze: str = Freeze.WANG
     from catalog.discovery.scoring import model_and_shape
 
     model, shape = model_and_shape(inputs.model)
-    kept, scores, _ = discover_paths(model, inputs.dataset, _number(threshold), freeze, inputs.ablation,
-                                     inputs.batch_size, progress=inputs.progress, metric=inputs.metric)
+    kept, scores, _ = discover_paths(model, inputs.dataset, number_param(threshold, "The path-patching threshold"),
+                                     freeze, inputs.ablation, inputs.batch_size, progress=inputs.progress,
+                                     metric=inputs.metric)
     return SelectedCircuit(selected_graph(shape, Layout.for_model(model), kept, scores))
 
-
-def _number(value: Any) -> float:
-    """A threshold given as a parameter (``--param threshold=0.02``), checked to be a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError(f"The path-patching threshold must be a number (e.g. --param threshold=0.02), got {value!r}.")
-    return float(value)
