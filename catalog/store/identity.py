@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
 
 from catalog.graph import Edge, Node
 from catalog.provenance import Circuit
@@ -50,7 +50,7 @@ def edge_part(e: Edge) -> list[Any]:
 
 
 def parts_hash(task: str, model: Row, source: str, source_sha256: str | None, nodes: Iterable[Row],
-               edges: Iterable[Row], annotations: Iterable[Row]) -> str:
+               edges: Sequence[Row], annotations: Iterable[Row]) -> str:
     """The content hash from plain values, as stored rows hold them.
 
     `model` is (name, revision, n_layers, n_heads, d_model, parallel_attn_mlp); each node is
@@ -58,8 +58,8 @@ def parts_hash(task: str, model: Row, source: str, source_sha256: str | None, no
     (src, dst, qkv or "", score, in_circuit), each annotation (kind, node or "", value, members).
     `content_hash` and the migration that fills in hashes for older catalogs both use it.
 
-    The canonical text is hashed piece by piece: only the sorted items' encoded text is held,
-    never the whole text or a list per item, so hashing a large scored graph stays small.
+    The canonical text is hashed piece by piece, never held whole: nodes and annotations (few)
+    by their sorted texts, edges (many) through one integer each (`_edge_order`).
     """
     h = hashlib.sha256()
     name, revision, n_layers, n_heads, d_model, parallel = model
@@ -67,17 +67,62 @@ def parts_hash(task: str, model: Row, source: str, source_sha256: str | None, no
             "model": [name, revision or "", n_layers, n_heads, d_model, bool(parallel)],
             "source": [source, source_sha256]}
     h.update(_dump(head)[:-1])  # the object stays open: the sorted lists follow
-    for key, items in (("nodes", ([*n[:8], _num(n[8]), bool(n[9])] for n in nodes)),
-                       ("edges", ([e[0], e[1], e[2] or "", _num(e[3]), bool(e[4])] for e in edges)),
-                       ("annotations", ([a[0], a[1] or "", a[2], list(a[3])] for a in annotations))):
+    edge_texts = (_dump([e[0], e[1], e[2] or "", _num(e[3]), bool(e[4])]) for e in _edge_order(edges))
+    for key, texts in (("nodes", sorted(_dump([*n[:8], _num(n[8]), bool(n[9])]) for n in nodes)),
+                       ("edges", edge_texts),
+                       ("annotations", sorted(_dump([a[0], a[1] or "", a[2], list(a[3])]) for a in annotations))):
         h.update(b',"' + key.encode() + b'":[')
         # Sorting the compact texts as UTF-8 bytes gives the order of sorting the items by their
         # JSON text (UTF-8 keeps code-point order, and the separators sit at the same places).
-        for i, text in enumerate(sorted(_dump(item) for item in items)):
+        for i, text in enumerate(texts):
             h.update(b"," + text if i else text)
         h.update(b"]")
     h.update(b"}")
     return h.hexdigest()
+
+
+def _edge_order(edges: Sequence[Row]) -> Iterator[Row]:
+    """The edges in the order of their canonical texts, from one integer per edge.
+
+    An edge's text begins with its three strings (src, dst, qkv), and two texts first differ
+    inside the first string they differ in (a JSON string ends at its unescaped quote), so while
+    no two edges share all three, text order is the order of the three strings' own texts: rank
+    each distinct string by its text and sort ``key * n + index``. Edges that do share them (none
+    in a valid graph) fall back to sorting the full texts.
+    """
+    ranks: dict[str, int] = {}
+    for e in edges:
+        ranks[e[0]] = ranks[e[1]] = ranks[e[2] or ""] = 0
+    for i, text in enumerate(sorted(ranks, key=_dump)):
+        ranks[text] = i
+    width, n = len(ranks), len(edges)
+    order = [((ranks[e[0]] * width + ranks[e[1]]) * width + ranks[e[2] or ""]) * n + i for i, e in enumerate(edges)]
+    order.sort()
+    if any(a // n == b // n for a, b in zip(order, order[1:])):
+        order = sorted(range(n), key=lambda i: _dump([edges[i][0], edges[i][1], edges[i][2] or "",
+                                                      _num(edges[i][3]), bool(edges[i][4])]))
+        return (edges[i] for i in order)
+    return (edges[k % n] for k in order)
+
+
+class _EdgeRows(Sequence[Row]):
+    """A graph's edges seen as rows, made one at a time (no list of rows beside the edges)."""
+
+    def __init__(self, edges: Sequence[Edge]) -> None:
+        self._edges = edges
+
+    def __len__(self) -> int:
+        return len(self._edges)
+
+    @overload
+    def __getitem__(self, i: int) -> Row: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Row]: ...
+
+    def __getitem__(self, i: int | slice) -> Row | Sequence[Row]:
+        if isinstance(i, slice):
+            return [edge_part(e) for e in self._edges[i]]
+        return edge_part(self._edges[i])
 
 
 def _dump(value: Any) -> bytes:
@@ -90,5 +135,5 @@ def content_hash(circuit: Circuit) -> str:
     s = g.shape
     return parts_hash(circuit.task, (s.name, s.revision, s.n_layers, s.n_heads, s.d_model, s.parallel_attn_mlp),
                       circuit.provenance.source.value, circuit.provenance.source_sha256,
-                      (node_part(n) for n in g.nodes), (edge_part(e) for e in g.edges),
+                      (node_part(n) for n in g.nodes), _EdgeRows(g.edges),
                       ((a.kind.value, a.node, a.value, a.members) for a in g.annotations))

@@ -57,3 +57,20 @@ def test_the_content_hash_is_the_canonical_documents_hash(tmp_path, fmt):
     for circuit in read_circuits(path, **extra) + [toy_circuit()]:
         for c in (circuit, _awkward(circuit)):
             assert content_hash(c) == _defining_hash(c)
+
+
+def test_rows_sharing_ends_fall_back_to_their_full_text():
+    """The migration hashes stored rows; rows that repeat an edge's ends still hash canonically."""
+    from catalog.store.identity import parts_hash
+
+    edges = [("m1", "logits", None, 0.5, 1), ("input", "m1", None, 2.0, 0), ("m1", "logits", None, -1.0, 1),
+             ("input", "a0.h0", "q", 1.0, 1), ("input", "a0.h0", "k", None, 1), ("m1", "logits", None, 0.25, 0)]
+    nodes = [("input", "input", None, None, None, None, None, None, None, 1)]
+    rows = [(e[0], e[1], e[2] or "", None if e[3] is None else float(e[3]).hex(), bool(e[4])) for e in edges]
+    form = {"v": 1, "task": "t", "model": ["m", "", 2, 1, None, False], "source": ["import", None],
+            "nodes": [["input", "input", None, None, None, None, None, None, None, True]],
+            "edges": sorted((list(r) for r in rows), key=lambda item: json.dumps(item, ensure_ascii=False)),
+            "annotations": []}
+    text = json.dumps(form, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256(text.encode()).hexdigest()
+    assert parts_hash("t", ("m", None, 2, 1, None, False), "import", None, nodes, edges, []) == expected
