@@ -31,11 +31,9 @@ import torch
 
 from catalog import naming
 from catalog.errors import InvalidInputError
+from catalog.transcoders.shipped import CONFIG, FORMAT, LABELS, WEIGHTS
 
-FORMAT = "catalog-transcoders/1"
-WEIGHTS = "transcoders.safetensors"
-CONFIG = "config.json"
-LABELS = "labels.json"
+__all__ = ["CONFIG", "FORMAT", "LABELS", "WEIGHTS", "Activation", "Transcoder", "TranscoderSet"]
 
 Activation = Literal["topk", "jumprelu"]
 
