@@ -103,8 +103,9 @@ def evaluate_folder(model: str | None, transcoders: str | Path | None = None, n:
     from catalog.models import load_model
     from catalog.transcoders.shipped import transcoder_folder
 
+    given = transcoder_folder(transcoders, "") if transcoders is not None else None  # bad paths fail first
     loaded = load_model(model, device=device)
-    folder = transcoder_folder(transcoders, loaded.name)
+    folder = given or transcoder_folder(None, loaded.name)
     tset = TranscoderSet.load(folder)
     with _progress(progress, f"transcoders for {loaded.name}") as bar:
         return evaluate_set(loaded, tset, folder, n=n, seed=seed, progress=bar)

@@ -22,6 +22,7 @@ held-out sequences; they are stored in the set's config with the provenance of t
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -334,6 +335,11 @@ def train_to_folder(model: str | None, out: str | Path | None = None, features: 
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         tset.save(staging)
+        umask = os.umask(0)
+        os.umask(umask)  # mkdtemp makes the folder private: give it (and its files) the usual modes
+        staging.chmod(0o777 & ~umask)
+        for path in staging.iterdir():
+            path.chmod(0o666 & ~umask)
         if folder.exists():
             folder.rmdir()
         staging.rename(folder)
