@@ -14,6 +14,10 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     for s in (
         # the embedded default model (catalog/data/default_model), as `catalog model info` shows it
         ModelShape("catalog-default", n_layers=4, n_heads=4, d_model=128),
+        # the deeper embedded model and its seed variants (catalog/data/deep_model*)
+        ModelShape("catalog-deep", n_layers=6, n_heads=8, d_model=128),
+        ModelShape("catalog-deep-seed1", n_layers=6, n_heads=8, d_model=128),
+        ModelShape("catalog-deep-seed2", n_layers=6, n_heads=8, d_model=128),
         ModelShape("gpt2-small", n_layers=12, n_heads=12, d_model=768),
         ModelShape("gpt2-medium", n_layers=24, n_heads=16, d_model=1024),
         ModelShape("gpt2-large", n_layers=36, n_heads=20, d_model=1280),

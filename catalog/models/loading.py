@@ -183,9 +183,10 @@ def _load(name_or_path: str | None, device: str | None, dtype: str) -> LoadedMod
         name = DEFAULT_MODEL_NAME if is_default else str(name_or_path)
         if not checkpoint.is_checkpoint(folder):
             recipe = "" if is_default else " --recipe deep"
+            seed = name.rpartition("-seed")[2] if "-seed" in name else "0"
             raise ModelLoadError(
                 f"The embedded model {name} is missing from {folder}. Reinstall circuit-catalog, or "
-                f"rebuild it with `python -m catalog.models.train{recipe} --seed 0`."
+                f"rebuild it with `python -m catalog.models.train{recipe} --seed {seed}`."
             )
         return load_checkpoint_folder(folder, dev, dtype, is_default=is_default, embedded_name=name)
     path = Path(str(name_or_path)).expanduser()  # None named the default model above
