@@ -24,9 +24,9 @@ DEFAULT_MODEL_NAME = "catalog-default"
 #: Where the deeper embedded model ships, and its name (``--model catalog-deep``).
 DEEP_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "deep_model"
 DEEP_MODEL_NAME = "catalog-deep"
-#: Training seeds shipped beside seed 0 of the deeper recipe, for questions across models trained
-#: the same way (``--model catalog-deep-seed1``; `seed_variant` names their folders).
-DEEP_EXTRA_SEEDS = (1, 2)
+#: Training seeds shipped beside seed 0 of the default recipe, for questions across models trained
+#: the same way (``--model catalog-default-seed1``; `seed_variant` names their folders).
+EXTRA_SEEDS = (1, 2)
 
 
 def seed_variant(name: str, folder: Path, seed: int) -> tuple[str, Path]:
@@ -45,7 +45,7 @@ def seed_variant(name: str, folder: Path, seed: int) -> tuple[str, Path]:
 #: Embedded models by the short name ``--model`` takes; the first is the default.
 EMBEDDED_MODELS: dict[str, Path] = {
     DEFAULT_MODEL_NAME: DEFAULT_MODEL_DIR, DEEP_MODEL_NAME: DEEP_MODEL_DIR,
-    **dict(seed_variant(DEEP_MODEL_NAME, DEEP_MODEL_DIR, s) for s in DEEP_EXTRA_SEEDS),
+    **dict(seed_variant(DEFAULT_MODEL_NAME, DEFAULT_MODEL_DIR, s) for s in EXTRA_SEEDS),
 }
 
 
@@ -102,5 +102,5 @@ def load_model(name_or_path: str | None = None, device: str | None = None,
     return load(name_or_path, device=device, dtype=dtype)
 
 
-__all__ = ["DEEP_EXTRA_SEEDS", "DEEP_MODEL_DIR", "DEEP_MODEL_NAME", "DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "EMBEDDED_MODELS",
+__all__ = ["DEEP_MODEL_DIR", "DEEP_MODEL_NAME", "DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "EMBEDDED_MODELS", "EXTRA_SEEDS",
            "LoadedModel", "ModelSource", "embedded_model_dir", "load_model", "seed_variant"]

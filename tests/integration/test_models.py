@@ -163,10 +163,10 @@ def test_embedded_names_and_a_missing_deep_model(tmp_path: Path, monkeypatch: py
     with pytest.raises(ModelLoadError, match=r"catalog-deep is missing .*--recipe deep --seed 0"):
         load_model("catalog-deep", device="cpu")
     # the seed variants have their own folders, and a missing one names its own seed
-    assert models.embedded_model_dir("catalog-deep-seed2") == models.DEEP_MODEL_DIR.with_name("deep_model_seed2")
-    monkeypatch.setitem(models.EMBEDDED_MODELS, "catalog-deep-seed2", tmp_path / "absent")
-    with pytest.raises(ModelLoadError, match=r"catalog-deep-seed2 is missing .*--recipe deep --seed 2`"):
-        load_model("catalog-deep-seed2", device="cpu")
+    assert models.embedded_model_dir("catalog-default-seed2") == DEFAULT_MODEL_DIR.with_name("default_model_seed2")
+    monkeypatch.setitem(models.EMBEDDED_MODELS, "catalog-default-seed2", tmp_path / "absent")
+    with pytest.raises(ModelLoadError, match=r"catalog-default-seed2 is missing .*train --seed 2`"):
+        load_model("catalog-default-seed2", device="cpu")
 
 
 needs_deep = pytest.mark.skipif(not checkpoint.is_checkpoint(DEEP_MODEL_DIR),
