@@ -114,7 +114,7 @@ class _Trainer:
         self.params = [tc.W_enc, tc.b_enc, tc.W_dec, tc.b_dec] + ([tc.threshold] if tc.activation == "jumprelu" else [])
         self.opt = torch.optim.Adam(self.params, lr=lr)
         self.idle = torch.zeros(tc.n_features, dtype=torch.long)
-        self.l0_weight = 1e-3
+        self.l0_weight = 0.1
         self.started = False
 
     def start(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -123,8 +123,9 @@ class _Trainer:
         tc = self.tc
         with torch.no_grad():
             tc.b_dec.copy_(y.mean(0))
-            tc.W_enc.mul_(0.1)  # small first activations: the first predictions stay near the mean
-            if tc.activation == "jumprelu":
+            if tc.activation == "topk":
+                tc.W_enc.mul_(0.1)  # small first activations: the first predictions stay near the mean
+            else:  # thresholds learn slowly: start the encoder at its working scale instead
                 pre = tc.pre_activations(x)
                 tc.threshold.copy_(pre.quantile(1 - tc.k / tc.n_features, dim=0).clamp_min(0.0))
         self.started = True
@@ -150,7 +151,7 @@ class _Trainer:
         if l0 is not None:
             loss = loss + self.l0_weight * l0 / tc.k
             # Steer the penalty so the mean L0 settles near k.
-            self.l0_weight *= 1.02 if float(l0) > tc.k else 1 / 1.02
+            self.l0_weight *= 1.05 if float(l0.detach()) > tc.k else 1 / 1.05
         else:
             dead = self.idle >= DEAD_STEPS
             if bool(dead.any()):

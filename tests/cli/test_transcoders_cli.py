@@ -100,4 +100,8 @@ def test_evaluate_reports_fvu_and_both_accuracies(cli):
     assert {"ioi", "colored-objects", "greater-than", "induction"} <= set(tasks)
     for t in tasks.values():
         assert 0 <= t["replacement"] <= 1 and 0 <= t["original"] <= 1 and t["n"] == 16
-    assert isinstance(report["meets_targets"], bool)
+        assert t["held_to_target"] == (t["original"] >= t["chance"] + 0.10)
+    held = [t for t in tasks.values() if t["held_to_target"]]
+    assert tasks["ioi"]["held_to_target"] and tasks["induction"]["held_to_target"]
+    meets = all(f["fvu"] <= 0.10 for f in report["layers"]) and all(t["ratio"] >= 0.9 for t in held)
+    assert report["meets_targets"] is meets
