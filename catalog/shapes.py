@@ -14,6 +14,11 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     for s in (
         # the embedded default model (catalog/data/default_model), as `catalog model info` shows it
         ModelShape("catalog-default", n_layers=4, n_heads=4, d_model=128),
+        # the default recipe trained with other seeds (catalog/data/default_model_seedN)
+        ModelShape("catalog-default-seed1", n_layers=4, n_heads=4, d_model=128),
+        ModelShape("catalog-default-seed2", n_layers=4, n_heads=4, d_model=128),
+        # the deeper embedded model (catalog/data/deep_model, when built)
+        ModelShape("catalog-deep", n_layers=6, n_heads=8, d_model=128),
         ModelShape("gpt2-small", n_layers=12, n_heads=12, d_model=768),
         ModelShape("gpt2-medium", n_layers=24, n_heads=16, d_model=1024),
         ModelShape("gpt2-large", n_layers=36, n_heads=20, d_model=1280),

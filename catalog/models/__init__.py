@@ -24,8 +24,29 @@ DEFAULT_MODEL_NAME = "catalog-default"
 #: Where the deeper embedded model ships, and its name (``--model catalog-deep``).
 DEEP_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "deep_model"
 DEEP_MODEL_NAME = "catalog-deep"
+#: Training seeds shipped beside seed 0 of the default recipe, for questions across models trained
+#: the same way (``--model catalog-default-seed1``; `seed_variant` names their folders).
+EXTRA_SEEDS = (1, 2)
+
+
+def seed_variant(name: str, folder: Path, seed: int) -> tuple[str, Path]:
+    """The name and folder of an embedded model trained with `seed` instead of seed 0.
+
+    >>> seed_variant("catalog-deep", Path("deep_model"), 2)
+    ('catalog-deep-seed2', PosixPath('deep_model_seed2'))
+    >>> seed_variant("catalog-deep", Path("deep_model"), 0)
+    ('catalog-deep', PosixPath('deep_model'))
+    """
+    if seed == 0:
+        return name, folder
+    return f"{name}-seed{seed}", folder.with_name(f"{folder.name}_seed{seed}")
+
+
 #: Embedded models by the short name ``--model`` takes; the first is the default.
-EMBEDDED_MODELS: dict[str, Path] = {DEFAULT_MODEL_NAME: DEFAULT_MODEL_DIR, DEEP_MODEL_NAME: DEEP_MODEL_DIR}
+EMBEDDED_MODELS: dict[str, Path] = {
+    DEFAULT_MODEL_NAME: DEFAULT_MODEL_DIR, DEEP_MODEL_NAME: DEEP_MODEL_DIR,
+    **dict(seed_variant(DEFAULT_MODEL_NAME, DEFAULT_MODEL_DIR, s) for s in EXTRA_SEEDS),
+}
 
 
 class ModelSource(str, Enum):
@@ -81,5 +102,5 @@ def load_model(name_or_path: str | None = None, device: str | None = None,
     return load(name_or_path, device=device, dtype=dtype)
 
 
-__all__ = ["DEEP_MODEL_DIR", "DEEP_MODEL_NAME", "DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "EMBEDDED_MODELS",
-           "LoadedModel", "ModelSource", "embedded_model_dir", "load_model"]
+__all__ = ["DEEP_MODEL_DIR", "DEEP_MODEL_NAME", "DEFAULT_MODEL_DIR", "DEFAULT_MODEL_NAME", "EMBEDDED_MODELS", "EXTRA_SEEDS",
+           "LoadedModel", "ModelSource", "embedded_model_dir", "load_model", "seed_variant"]

@@ -19,6 +19,7 @@ from typing import Any
 from catalog.errors import ModelLoadError
 from catalog.graph import ModelShape
 from catalog.models import (
+    DEEP_MODEL_NAME,
     DEFAULT_MODEL_NAME,
     LoadedModel,
     ModelSource,
@@ -178,10 +179,11 @@ def _load(name_or_path: str | None, device: str | None, dtype: str) -> LoadedMod
         is_default = folder == embedded_model_dir(None)
         name = DEFAULT_MODEL_NAME if is_default else str(name_or_path)
         if not checkpoint.is_checkpoint(folder):
-            recipe = "" if is_default else " --recipe deep"
+            recipe = " --recipe deep" if name.startswith(DEEP_MODEL_NAME) else ""
+            seed = name.rpartition("-seed")[2] if "-seed" in name else "0"
             raise ModelLoadError(
                 f"The embedded model {name} is missing from {folder}. Reinstall circuit-catalog, or "
-                f"rebuild it with `python -m catalog.models.train{recipe} --seed 0`."
+                f"rebuild it with `python -m catalog.models.train{recipe} --seed {seed}`."
             )
         return load_checkpoint_folder(folder, dev, dtype, is_default=is_default, embedded_name=name)
     path = Path(str(name_or_path)).expanduser()  # None named the default model above

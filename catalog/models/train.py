@@ -102,11 +102,12 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from catalog.models import checkpoint, curriculum
+    from catalog.models import checkpoint, curriculum, seed_variant
     from catalog.models.accuracy import accuracy_of
     from catalog.models.vocab import build_tokenizer, task_words
 
-    base, curriculum_name, model_name, _ = RECIPES[recipe_name]
+    base, curriculum_name, model_name, folder = RECIPES[recipe_name]
+    model_name, _ = seed_variant(model_name, Path(folder), seed)
     recipe = dict(base, **(overrides or {}))
     recipe["steps"] = steps or recipe["steps"]
     torch.set_num_threads(threads)
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: the shallow catalog-default; deep: catalog-deep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: the recipe's folder under catalog/data/")
+                        help="default: the recipe's folder under catalog/data/ (seed N > 0: FOLDER_seedN)")
     parser.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe field (an experiment; recorded in config.json)")
@@ -187,8 +188,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="CPU threads; one is fastest on a busy machine and fixes the result")
     parser.add_argument("--eval-every", type=int, default=500)
     args = parser.parse_args(argv)
-    recipe, _, _, folder = RECIPES[args.recipe]
-    out = args.out or Path(__file__).resolve().parent.parent / "data" / folder
+    from catalog.models import seed_variant
+
+    recipe, _, name, folder = RECIPES[args.recipe]
+    out = args.out or seed_variant(name, Path(__file__).resolve().parent.parent / "data" / folder, args.seed)[1]
     record = train(args.seed, out, steps=args.steps, threads=args.threads, eval_every=args.eval_every,
                    recipe_name=args.recipe, overrides=parse_overrides(args.overrides, recipe),
                    eval_n=args.eval_n)

@@ -162,6 +162,11 @@ def test_embedded_names_and_a_missing_deep_model(tmp_path: Path, monkeypatch: py
     monkeypatch.setitem(models.EMBEDDED_MODELS, "catalog-deep", tmp_path / "absent")
     with pytest.raises(ModelLoadError, match=r"catalog-deep is missing .*--recipe deep --seed 0"):
         load_model("catalog-deep", device="cpu")
+    # the seed variants have their own folders, and a missing one names its own seed
+    assert models.embedded_model_dir("catalog-default-seed2") == DEFAULT_MODEL_DIR.with_name("default_model_seed2")
+    monkeypatch.setitem(models.EMBEDDED_MODELS, "catalog-default-seed2", tmp_path / "absent")
+    with pytest.raises(ModelLoadError, match=r"catalog-default-seed2 is missing .*train --seed 2`"):
+        load_model("catalog-default-seed2", device="cpu")
 
 
 needs_deep = pytest.mark.skipif(not checkpoint.is_checkpoint(DEEP_MODEL_DIR),

@@ -63,8 +63,11 @@ def test_installed_wheel_ships_migrations_and_published_data(tmp_path):
                "print(json.dumps({n: sorted(str(p.relative_to(d)) for p in d.rglob('*') if p.is_file())"
                " if d.is_dir() else [] for n, d in m.items()}))")
     installed = json.loads(run([py, "-c", listing], cwd=work, env=env))
-    for name, folder in (("catalog-default", "default_model"), ("catalog-deep", "deep_model")):
-        source = REPO / "catalog" / "data" / folder
+    from catalog.models import EMBEDDED_MODELS
+
+    assert set(installed) == set(EMBEDDED_MODELS)
+    for name, folder in EMBEDDED_MODELS.items():
+        source = REPO / "catalog" / "data" / folder.name
         expected = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()) \
             if source.is_dir() else []
         assert installed[name] == expected, name
