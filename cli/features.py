@@ -24,6 +24,9 @@ def relate(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", metavar="MODEL", help="The circuits' model, when a task has circuits on several.")] = None,
     top: Annotated[int, typer.Option("--top", metavar="N", help="Features to relate, most influential first.")] = 10,
+    feature: Annotated[list[str] | None, typer.Option(
+        "--feature", metavar="FEATURE", help="Relate this feature instead of the top N (repeatable): f1.275@END[tc] "
+                                             "at one role, f1.275[tc] at each of its roles.")] = None,
     transcoders: Annotated[str | None, typer.Option(
         "--transcoders", metavar="PATH", help="The transcoder set the feature circuit was found with "
                                               "(default: the one its provenance names).")] = None,
@@ -39,7 +42,7 @@ def relate(
     from catalog.analysis.feature_heads import relate as run
 
     result = run(open_catalog(ctx), feature_circuit, head_circuit, model=model, top=top,
-                 transcoders=transcoders, device=device)
+                 transcoders=transcoders, device=device, features=tuple(feature or ()))
     if json_:
         print_json(result)
         return

@@ -22,6 +22,7 @@ comes from the head circuit's heads, next to the share those heads are of the mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,23 @@ def _circuits(cat: Catalog, feature_ref: str | int, head_ref: str | int,
     return fc, hc
 
 
+def _chosen(fc: Circuit, features: Sequence[str]) -> set[str]:
+    """The feature nodes of `fc` that `features` name (with a role: that node; without: the
+    feature at each of its roles); a name matching none is a one-line error."""
+    nodes = [nd.id for nd in fc.graph.circuit_nodes if nd.kind is NodeKind.FEATURE]
+    out: set[str] = set()
+    for name in features:
+        c = parse_node(name)
+        if c.kind is not NodeKind.FEATURE:
+            raise InvalidInputError(f"'{name}' is not a feature id; name features as fL.I[dictionary], "
+                                    "e.g. f1.275[tc] or f1.275@END[tc].")
+        hits = [i for i in nodes if i == name or (c.role is None and c.position is None and component_of(i) == name)]
+        if not hits:
+            raise InvalidInputError(f"Circuit #{fc.id} holds no feature {name} (`catalog show {fc.id}` lists its features).")
+        out.update(hits)
+    return out
+
+
 def _transcoder_folder(fc: Circuit, transcoders: str | Path | None) -> Path:
     from catalog.transcoders.shipped import transcoder_folder
 
@@ -142,13 +160,16 @@ def _transcoder_folder(fc: Circuit, transcoders: str | Path | None) -> Path:
 
 def relate(cat: Catalog, feature_ref: str | int, head_ref: str | int, model: str | None = None,
            top: int = DEFAULT_TOP, transcoders: str | Path | None = None, device: str | None = None,
-           loaded: Any = None) -> FeatureHeadRelation:
+           loaded: Any = None, features: Sequence[str] = ()) -> FeatureHeadRelation:
     """Which heads write to and read from the `top` most influential features of a feature
-    circuit, with the heads of a head circuit of the same task marked (module docstring)."""
+    circuit (or the named `features`: its node ids, ``f1.275@END[tc]``, or features without a
+    role, ``f1.275[tc]``, meaning the feature at each of its roles), with the heads of a head
+    circuit of the same task marked (module docstring)."""
     if not isinstance(top, int) or top < 1:
         raise InvalidInputError(f"--top must be a positive number of features, got {top!r}.")
     fc, hc = _circuits(cat, feature_ref, head_ref, model)
     circuit_heads = _require_heads(hc, fc)
+    chosen = _chosen(fc, features) if features else None
     folder = _transcoder_folder(fc, transcoders)
     import torch  # only once the circuits and transcoders are known to fit
 
@@ -167,7 +188,8 @@ def relate(cat: Catalog, feature_ref: str | int, head_ref: str | int, model: str
                                 "(dataset hash); rediscover it with this version of the catalog.")
     used = min(int(p.method_params.get("prompts_used") or 0), len(ds))
     feats = sorted((nd for nd in fc.graph.circuit_nodes if nd.kind is NodeKind.FEATURE),
-                   key=lambda nd: (-(nd.score or 0.0), nd.id))[:top]
+                   key=lambda nd: (-(nd.score or 0.0), nd.id))
+    feats = [nd for nd in feats if nd.id in chosen] if chosen is not None else feats[:top]
     labels = fc.graph.labels()
     shape = loaded.shape
     write = torch.zeros(len(feats), shape.n_layers, shape.n_heads, dtype=torch.float64)

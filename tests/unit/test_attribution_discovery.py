@@ -253,6 +253,13 @@ def test_relate_names_the_heads_writing_and_reading_the_top_features(discovered,
     assert r.head_share == 2 / 16 and 0.0 <= r.write_share <= 1.0
     assert {t.head for t in r.heads} == {f"a{a}.h{b}" for a in range(4) for b in range(4)}
     assert r.transcoders == str(tc_folder)
+    # --feature: one feature at each of its roles, instead of the top N
+    from catalog.naming import component_of
+
+    name = component_of(feats[0].id)
+    at_roles = {n.id for n in cat.get(task.id).graph.circuit_nodes if component_of(n.id) == name}
+    named = relate(cat, task.id, hid, features=[name])
+    assert {f.feature for f in named.features} == at_roles
 
 
 def test_relate_refuses_circuits_in_the_wrong_places_with_one_line(discovered, head_circuit):
@@ -269,6 +276,8 @@ def test_relate_refuses_circuits_in_the_wrong_places_with_one_line(discovered, h
         ([str(prompt.id), str(head[0])], "not found by"),  # a --prompt graph has no task prompts
         ([str(task.id), str(head[0]), "--top", "0"], "--top"),
         ([str(task.id), str(head[0]), "--transcoders", "/nonexistent/tc"], "no such folder"),
+        ([str(task.id), str(head[0]), "--feature", "f3.9999[tc]"], "holds no feature f3.9999[tc]"),
+        ([str(task.id), str(head[0]), "--feature", "a1.h0"], "is not a feature id"),
     ]
     for args, message in cases:
         out = run.invoke(app, ["--db", cat.url, "features", "relate", *args])
