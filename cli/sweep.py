@@ -147,6 +147,7 @@ def _render_sweep(s: SweepRecord) -> None:
     if workers:
         console.print("workers: " + "; ".join(
             f"{w}: {v['cells']} cells, {v['cpu_seconds']:.1f} s CPU, peak {v['peak_rss_mb']:.0f} MB"
+            + (f", {v['threads']} threads" if "threads" in v else "")
             for w, v in sorted(workers.items())))
 
 

@@ -80,8 +80,8 @@ def load(folder: Path, device: str, dtype: Any) -> tuple[Any, Any, dict[str, Any
     if real_missing or unexpected:
         raise ModelLoadError(f"The weights in {folder} do not match its config (missing "
                              f"{real_missing[:3]}, unexpected {list(unexpected)[:3]}); re-train it.")
-    model.to(dtype)
-    model.to(device)
+    model.to(dtype, print_details=False)  # TransformerLens prints each move unless told not to
+    model.to(device, print_details=False)
     model.eval()
     return model, tokenizer, doc
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import io
 import os
 import sys
 from pathlib import Path
@@ -90,7 +91,7 @@ def load_hf_folder(folder: Path, device: str, dtype: str) -> LoadedModel:
     model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
                                       center_unembed=False, fold_value_biases=False,
                                       refactor_factored_attn_matrices=False)
-    model.to(device)
+    model.to(device, print_details=False)  # TransformerLens prints each move unless told not to
     model.eval()
     name = folder.resolve().name
     return LoadedModel(model=model, tokenizer=model.tokenizer, shape=_shape(name, cfg, None), name=name,
@@ -161,7 +162,10 @@ def load_transformerlens(name: str, device: str, dtype: str) -> LoadedModel:
 def _from_pretrained(official: str, device: str, dtype: str) -> Any:
     from transformer_lens import HookedTransformer
 
-    return HookedTransformer.from_pretrained_no_processing(official, device=device, dtype=resolve_dtype(dtype))
+    # It prints "Loaded pretrained model ..." on standard output, which would break `--json`.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return HookedTransformer.from_pretrained_no_processing(official, device=device,
+                                                               dtype=resolve_dtype(dtype))
 
 
 def load(name_or_path: str | None, device: str | None = None, dtype: str = "float32") -> LoadedModel:

@@ -7,7 +7,9 @@
   installed, submitit's local executor runs the same jobs as local processes.
 
 `run(fn, jobs)` yields each job's result (or the exception that lost it) as jobs finish;
-`cancel()` stops what has not finished. Executors know nothing about discovery.
+`cancel()` stops what has not finished. Each job runs with `threads` CPU threads (`limit_threads`),
+so that workers sharing a machine do not oversubscribe its cores. Executors know nothing about
+discovery.
 """
 
 from __future__ import annotations
@@ -28,12 +30,55 @@ class Executor(Protocol):
 
     name: ClassVar[str]
     remote: ClassVar[bool]  # workers may run on other machines: the catalog must be a server
+    threads: int  # CPU threads each job uses
 
     def __init__(self, workers: int, address: str | None = None) -> None: ...
 
     def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]: ...
 
     def cancel(self) -> None: ...
+
+
+#: What torch and the OpenMP / BLAS libraries under it read for their thread count at start-up.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each of `workers` workers on this machine gets an equal share of its CPUs, at least one.
+
+    >>> threads_per_worker(2) == max(1, cpu_count() // 2)
+    True
+    """
+    return max(1, cpu_count() // workers)
+
+
+def limit_threads(threads: int) -> None:
+    """Make this process compute with `threads` CPU threads: the variables OpenMP and BLAS
+    libraries read when they load, and torch's own count (set explicitly: a fresh torch caps what
+    it reads from $OMP_NUM_THREADS at the cores it sees). Loads torch where it is installed: every
+    job a sweep runs needs it."""
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(threads)
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def threaded(threads: int, fn: Callable[[J], R], job: J) -> R:
+    """``fn(job)`` after `limit_threads(threads)`: what every executor runs in its worker."""
+    limit_threads(threads)
+    return fn(job)
 
 
 def _missing(extra: str, package: str) -> InvalidInputError:
@@ -49,7 +94,7 @@ class PoolExecutor:
     def __init__(self, workers: int, address: str | None = None) -> None:
         if address:
             raise InvalidInputError("--address is for --executor ray; the pool runs on this machine.")
-        self.workers = workers
+        self.workers, self.threads = workers, threads_per_worker(workers)
         self._pool: Any = None
 
     def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]:
@@ -59,7 +104,7 @@ class PoolExecutor:
         # spawn, not fork: the parent holds database connections that a child must not share
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
         try:
-            futures = [self._pool.submit(fn, job) for job in jobs]
+            futures = [self._pool.submit(threaded, self.threads, fn, job) for job in jobs]
             for future in as_completed(futures):
                 try:
                     yield future.result()
@@ -95,13 +140,18 @@ def _local_cluster_auth() -> bool:
 
 
 class RayExecutor:
-    """Ray tasks (one CPU each); a local Ray cluster is started when no address is given."""
+    """Ray tasks (one CPU each); a local Ray cluster is started when no address is given.
+
+    On a local cluster of `workers` CPUs each task computes with this machine's share of threads
+    (`threads_per_worker`); on a cluster at an address, with the one CPU it reserves.
+    """
 
     name: ClassVar[str] = "ray"
     remote: ClassVar[bool] = True
 
     def __init__(self, workers: int, address: str | None = None) -> None:
         self.workers, self.address = workers, address
+        self.threads = 1 if address else threads_per_worker(workers)
         self._refs: list[Any] = []
 
     def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]:
@@ -119,8 +169,8 @@ class RayExecutor:
                 else:
                     # address="local": always a new cluster, never one an earlier `ray start` left behind
                     ray.init(address="local", num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
-            remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-            self._refs = [remote.remote(job) for job in jobs]
+            remote = ray.remote(num_cpus=1, max_retries=0)(threaded)
+            self._refs = [remote.remote(self.threads, fn, job) for job in jobs]
             pending = list(self._refs)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -147,7 +197,8 @@ class RayExecutor:
 
 
 class SlurmExecutor:
-    """Slurm jobs through submitit (its local executor where Slurm is not installed)."""
+    """Slurm jobs through submitit (its local executor where Slurm is not installed); each job
+    reserves one CPU and computes with one thread."""
 
     name: ClassVar[str] = "slurm"
     remote: ClassVar[bool] = True
@@ -155,7 +206,7 @@ class SlurmExecutor:
     def __init__(self, workers: int, address: str | None = None) -> None:
         if address:
             raise InvalidInputError("--address is for --executor ray; Slurm is reached through its own commands.")
-        self.workers = workers
+        self.workers, self.threads = workers, 1
         self._jobs: list[Any] = []
 
     def run(self, fn: Callable[[J], R], jobs: Sequence[J]) -> Iterator[R | BaseException]:
@@ -168,7 +219,7 @@ class SlurmExecutor:
         executor.update_parameters(timeout_min=int(os.environ.get("CATALOG_SLURM_TIMEOUT_MIN", "240")),
                                    cpus_per_task=1, slurm_array_parallelism=self.workers)
         with executor.batch():
-            self._jobs = [executor.submit(fn, job) for job in jobs]
+            self._jobs = [executor.submit(threaded, self.threads, fn, job) for job in jobs]
         pending = list(self._jobs)
         while pending:
             for job in [j for j in pending if j.done()]:

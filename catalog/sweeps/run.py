@@ -3,13 +3,15 @@
 `run_cell` is what a worker runs: it opens the shared catalog itself, claims its cell (so no cell
 ever runs twice), runs one ordinary discovery (`catalog.jobs.discover`) and records how it ended.
 It never raises: a failing cell is recorded and the other cells go on. Models are loaded once
-per worker process and kept for its later cells.
+per worker process and kept for its later cells; the executor sets each worker's CPU threads
+(its share of the machine) before the cell runs, and the outcome records the count used.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +49,7 @@ class CellOutcome(BaseModel):
     worker: str
     worker_cpu_seconds: float
     worker_peak_rss_mb: float
+    worker_threads: int | None = None  # torch's CPU threads in the worker (None: torch never loaded)
 
 
 def _worker_name() -> str:
@@ -59,6 +62,12 @@ def _usage() -> tuple[float, float]:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return time.process_time(), peak
+
+
+def _threads() -> int | None:
+    """torch's CPU thread count in this process, without loading torch for it."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.get_num_threads())
 
 
 def _model(cell: Cell, spec: SweepSpec) -> Any:
@@ -83,7 +92,8 @@ def run_cell(job: CellJob) -> CellOutcome:
         cpu, peak = _usage()
         return CellOutcome(key=job.cell.key, status=status, seconds=round(time.perf_counter() - started, 3),
                            faithfulness=faithfulness, error=error, worker=worker,
-                           worker_cpu_seconds=round(cpu, 3), worker_peak_rss_mb=round(peak, 1))
+                           worker_cpu_seconds=round(cpu, 3), worker_peak_rss_mb=round(peak, 1),
+                           worker_threads=_threads())
 
     cat = Catalog.open(job.db)
     try:
@@ -168,6 +178,8 @@ def sweep(cat: Any, spec: SweepSpec | None = None, executor: str = "pool", worke
                 w["cells"] += 1
                 w["cpu_seconds"] = max(w["cpu_seconds"], out.worker_cpu_seconds)
                 w["peak_rss_mb"] = max(w["peak_rss_mb"], out.worker_peak_rss_mb)
+                if out.worker_threads is not None:
+                    w["threads"] = out.worker_threads
             # anything else: the executor lost the worker; the cell is recorded when the sweep closes
             counts["done" if ok else "failed"] += 1
             counts["left"] -= 1
@@ -183,5 +195,6 @@ def sweep(cat: Any, spec: SweepSpec | None = None, executor: str = "pool", worke
         raise
     finally:
         record = cat.sweeps.close(sid, interrupted=interrupted, wall_seconds=time.perf_counter() - started,
-                                  cost={"workers": cost, "executor": runner.name})
+                                  cost={"workers": cost, "executor": runner.name,
+                                        "threads_per_worker": runner.threads})
     return SweepResult(sweep=record, interrupted=interrupted)

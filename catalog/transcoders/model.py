@@ -31,11 +31,9 @@ import torch
 
 from catalog import naming
 from catalog.errors import InvalidInputError
+from catalog.transcoders.shipped import CONFIG, FORMAT, LABELS, WEIGHTS
 
-FORMAT = "catalog-transcoders/1"
-WEIGHTS = "transcoders.safetensors"
-CONFIG = "config.json"
-LABELS = "labels.json"
+__all__ = ["CONFIG", "FORMAT", "LABELS", "WEIGHTS", "Activation", "Transcoder", "TranscoderSet"]
 
 Activation = Literal["topk", "jumprelu"]
 
@@ -101,6 +99,16 @@ class Transcoder(torch.nn.Module):
         return self.decode(self.encode(x))
 
 
+def _feature_order(key: str) -> tuple[int, ...] | tuple[float, str]:
+    """Sort ``"L.I"`` keys by layer, then feature (numerically); anything else after them.
+
+    >>> sorted(["1.2", "0.10", "0.9"], key=_feature_order)
+    ['0.9', '0.10', '1.2']
+    """
+    parts = key.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else (float("inf"), key)
+
+
 @dataclass
 class TranscoderSet:
     """One transcoder per layer of ``model``, with provenance and (optionally) feature labels.
@@ -139,7 +147,10 @@ class TranscoderSet:
                       n_layers=len(self.layers))
         (folder / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if self.labels:
-            (folder / LABELS).write_text(json.dumps(self.labels, indent=1, sort_keys=True) + "\n")
+            # one feature a line: a diff shows which features' labels changed, at little size
+            lines = [f"{json.dumps(key)}: {json.dumps(self.labels[key], sort_keys=True, separators=(',', ':'))}"
+                     for key in sorted(self.labels, key=_feature_order)]
+            (folder / LABELS).write_text("{\n" + ",\n".join(lines) + "\n}\n")
 
     @classmethod
     def load(cls, folder: Path) -> TranscoderSet:

@@ -11,6 +11,12 @@ from pathlib import Path
 
 from catalog.errors import InvalidInputError
 
+#: The folder layout (see `catalog.transcoders.model`), here so reading a config needs no torch.
+FORMAT = "catalog-transcoders/1"
+WEIGHTS = "transcoders.safetensors"
+CONFIG = "config.json"
+LABELS = "labels.json"
+
 #: The package's shipped sets, one folder per model name.
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "transcoders"
 

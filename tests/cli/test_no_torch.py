@@ -1,4 +1,5 @@
-"""`catalog --help`, list, show, compare, reuse, find, export and import never import torch."""
+"""`catalog --help`, list, show, compare, reuse, find, export, import and `transcoders list|show`
+never import torch."""
 
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def test_light_commands_do_not_import_torch(loaded_db):
         ["--db", db, "find", "a0.h1"],
         ["--db", db, "export", str(ids[0]), "--format", "graphml", "-o", str(out)],
         ["--db", db, "import", str(out), "--task", "reimport"],
+        ["transcoders", "list"],
+        ["transcoders", "show", "catalog-default"],
     ]
     for args in commands:
         result = run_probe(args, tmp)

@@ -86,3 +86,53 @@ def test_roles_are_measured_stored_and_shown(cat, loaded):
     data = json.loads(CliRunner().invoke(app, ["--db", db, "show", "ioi", "--json"]).stdout)
     assert [h["node"] for h in data["head_roles"]["heads"]] == HEADS["ioi"]
     assert data["interventions"] == []
+
+
+def _repair(*args: str):
+    from cli.app import app
+
+    return CliRunner().invoke(app, ["repair", "--task", "colored-objects:n_objects=5", "--from", "ioi",
+                                    "--n", "16", *args])
+
+
+def test_repair_reports_consistent_numbers_as_text_and_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("CATALOG_DB", str(tmp_path / "catalog.db"))
+    heads = ["--head", "a1.h0", "--head", "a1.h1", "--head", "a0.h3"]
+    result = _repair(*heads, "--json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert [c["node"] for c in r["candidates"]] == ["a1.h0", "a1.h1", "a0.h3"]
+    for outcome in (r["before"], r["after"], r["working_outcome"], *r["candidates"]):
+        assert 0 <= outcome["accuracy"] <= 1 and round(outcome["accuracy"] * 16, 6).is_integer()
+    assert r["working_outcome"]["accuracy"] > 0.9  # the working task works
+    # Chosen: the candidates attending the working task's wrong answers most, at least 0.2 of END.
+    masses = {c["node"]: sum(c["working"].values()) for c in r["candidates"]}
+    assert set(r["steered_to"]) == {"ALT_COLOR", "OPT_COLOR", "OPT2_COLOR", "OPT3_COLOR"}
+    assert set(r["candidates"][0]["working"]) == {"S1", "S2"}
+    assert r["chosen"] == sorted((h for h, m in masses.items() if m >= 0.2), key=lambda h: -masses[h])
+    assert "a1.h0" in r["chosen"] and "a0.h3" not in r["chosen"]  # END->S2 heads on IOI; a0.h3 is not one
+    assert r["after"] != r["before"]  # steering changed the failing task's metric
+
+    text = _repair(*heads)
+    assert text.exit_code == 0, text.output
+    assert f"steered together: {', '.join(r['chosen'])}" in text.stdout
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    assert f"accuracy {pct(r['before']['accuracy'])} -> {pct(r['after']['accuracy'])}" in text.stdout
+    assert text.stderr == ""
+
+    together = json.loads(_repair("--head", "a0.h3", "--together", "--json").stdout)
+    assert together["chosen"] == ["a0.h3"]  # named heads are steered as given
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--head", "a9.h0"], "a9.h0 does not exist in the model: catalog-default has 4 layers x 4 heads"),
+    (["--head", "a1.h0@END"], "give heads as aL.hH, without a position"),
+    (["--from", "greater-than"], "Task greater-than names no wrong-answer tokens"),
+])
+def test_repair_bad_input_is_one_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("CATALOG_DB", str(tmp_path / "catalog.db"))
+    result = _repair(*args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" and "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line

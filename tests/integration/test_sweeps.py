@@ -53,9 +53,15 @@ def test_pool_sweep_runs_every_cell_and_a_failing_cell_stops_nothing(tmp_path):
         ids = tagged(cat, 1)
         assert sorted(ids) == sorted(c["circuit_id"] for c in record["cells"] if c["circuit_id"])
         assert {cat.get_run(cat.summary(i).run_id).provenance.seed for i in ids} == {0}
-        workers = cat.sweeps.get(1).cost["workers"]
+        cost = cat.sweeps.get(1).cost
+        workers = cost["workers"]
         assert sum(w["cells"] for w in workers.values()) == 4
         assert all(w["peak_rss_mb"] > 0 and w["cpu_seconds"] > 0 for w in workers.values())
+        # Each worker computes with its share of the CPUs (the same affinity as this process).
+        from catalog.sweeps.executors import threads_per_worker
+
+        assert cost["threads_per_worker"] == threads_per_worker(2)
+        assert all(w["threads"] == threads_per_worker(2) for w in workers.values())
 
 
 def test_a_killed_worker_leaves_cells_interrupted_and_resume_finishes_each_once(tmp_path):

@@ -71,6 +71,15 @@ def test_installed_wheel_ships_migrations_and_published_data(tmp_path):
         expected = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()) \
             if source.is_dir() else []
         assert installed[name] == expected, name
+    # so do the transcoder sets, and the installed CLI reads the default model's set
+    shipped = REPO / "catalog" / "data" / "transcoders"
+    expected_sets = sorted(str(p.relative_to(shipped)) for p in shipped.rglob("*") if p.is_file())
+    assert "catalog-default/transcoders.safetensors" in expected_sets
+    sets = run([py, "-c", "from catalog.transcoders.shipped import SHIPPED as d; print(sorted(str(p.relative_to(d))"
+                " for p in d.rglob('*') if p.is_file()))"], cwd=work, env=env)
+    assert sets.strip() == str(expected_sets)
+    shown = json.loads(run([catalog, "transcoders", "show", "catalog-default", "--json"], cwd=work, env=env))
+    assert shown["shipped"] is True and shown["n_layers"] == 4
     # the web view's pages and scripts ship too, and the installed app serves them
     pages = run([py, "-c", "from importlib import resources; print(sorted(p.name for p in "
                  "(resources.files('web') / 'static').iterdir()))"], cwd=work, env=env)

@@ -312,3 +312,33 @@ def test_eap_without_split_inputs_equals_eap_with_them(norm):
     reference = np.array(attribution_scores(m, ds, batch_size=3, steps=2, split_qkv=True))
     assert np.abs(reference).max() > 1e-3
     np.testing.assert_allclose(fast, reference, atol=1e-5 * np.abs(reference).max())
+
+
+def test_block_work_counts_the_blocks_each_way_of_patching_really_runs():
+    # Count (rows x positions) through every attention and MLP of the real passes: the quotient
+    # is the floor the speed benchmark prints for batched patching against the loop.
+    from catalog.discovery.methods.activation_patching import block_work, unchanged_prefix
+
+    model = random_model(n_layers=3, n_heads=2, d_model=16, seed=5)
+    data = _late_difference(toy_dataset(n=6, t=7, seed=6), at=3)
+    start = unchanged_prefix(data.clean, data.corrupt, Ablation.COUNTERFACTUAL)
+    assert start == 3
+    counted = {"attn": 0.0, "mlp": 0.0}
+
+    def count(kind: str):
+        def hook(act, hook):
+            counted[kind] += 0.5 * act.shape[0] * act.shape[1] / len(data.clean)
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", count("attn")) for layer in range(3)]
+    hooks += [(f"blocks.{layer}.mlp.hook_post", count("mlp")) for layer in range(3)]
+    work = {}
+    for way, kw in {"batched": {}, "loop": {"components_per_pass": 1, "share_prefix": False}}.items():
+        counted.update(attn=0.0, mlp=0.0)
+        with model.hooks(fwd_hooks=hooks):
+            activation_patching(model, data, batch_size=6, **kw)
+        work[way] = counted["attn"] + counted["mlp"]
+    batched, loop = block_work(n_layers=3, n_heads=2, has_mlp=True, length=7, start=start, full_passes=2)
+    assert (work["batched"], work["loop"]) == (batched, loop)
+    assert batched / loop < 0.5  # the shared prefix and the skipped layers are really skipped

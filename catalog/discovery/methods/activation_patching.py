@@ -132,6 +132,30 @@ def unchanged_prefix(clean: torch.Tensor, corrupt: torch.Tensor, ablation: Ablat
     return min(int(differs[0]) if len(differs) else clean.shape[1], clean.shape[1] - 1)
 
 
+def block_work(n_layers: int, n_heads: int, has_mlp: bool, length: int, start: int,
+               full_passes: int = 0) -> tuple[float, float]:
+    """(patched from the clean run, plain loop): block computations of scoring every component
+    of one prompt, one block at one position being 1 (attention and MLP half each when a block
+    has both), plus `full_passes` full passes both ways make (the clean run, the counterfactual).
+
+    A copy patching a head of layer ``l`` runs that layer's MLP and every later block, one
+    patching an MLP every later block, on positions from `start` (`unchanged_prefix`) on; the
+    loop runs every block on every position once per component. Their quotient is the least
+    fraction of the loop's work that patching from the clean run must still do.
+
+    >>> block_work(n_layers=2, n_heads=1, has_mlp=True, length=4, start=1)
+    (9.0, 32.0)
+    >>> block_work(n_layers=2, n_heads=1, has_mlp=True, length=4, start=1, full_passes=2)
+    (25.0, 48.0)
+    """
+    own = 0.5 if has_mlp else 0.0
+    per_prompt = sum(n_heads * (own + n_layers - 1 - layer) + int(has_mlp) * (n_layers - 1 - layer)
+                     for layer in range(n_layers))
+    shared = float(full_passes * n_layers * length)
+    components = (n_heads + int(has_mlp)) * n_layers
+    return shared + per_prompt * (length - start), shared + components * n_layers * length
+
+
 @dataclass
 class CleanPass:
     """What a patched pass of one batch reuses from the clean run.
