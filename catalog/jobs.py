@@ -18,6 +18,7 @@ from catalog.discovery import DEFAULT_METHOD, Granularity, MethodSpec, get_metho
 from catalog.discovery.scoring import check_positions
 from catalog.errors import DiscoveryError, InvalidInputError, TaskError, suggest
 from catalog.provenance import (
+    PART_TAG,
     Ablation,
     Circuit,
     Provenance,
@@ -288,10 +289,6 @@ def _run_one(cat: Catalog, loaded: Any, task: str, ds: Any, spec: MethodSpec, me
         parts = [_part(p, i, circuit) for i, p in enumerate(own.parts)]
         cid = cat.finish_run(run_id, circuit, attention, parts=parts)
     return Circuit(chosen, task, provenance, name=name, tags=tags, metrics=metrics, id=cid, run_id=run_id)
-
-
-#: The tag of the per-example circuits a run stores beside the circuit they aggregate.
-PART_TAG = "part"
 
 
 def _part(part: Any, index: int, whole: Circuit) -> Circuit:

@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog.graph import CircuitGraph
 
+#: The tag of the per-example circuits a run stores beside the circuit they aggregate (e.g. each
+#: prompt's attribution graph beside the task's feature circuit).
+PART_TAG = "part"
+
 
 class Source(str, Enum):
     """How a circuit entered the catalog."""

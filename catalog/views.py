@@ -103,17 +103,19 @@ class CircuitDetail(_View):
     attention: AttentionPatterns | None = None  # only when asked for (`show --attention`)
     head_roles: RoleReport | None = None  # the newest measured head roles (`catalog roles`)
     interventions: tuple[InterventionResult, ...] = ()
+    parts: tuple[int, ...] = ()  # the per-prompt graphs stored with it, in prompt order (`show --prompt I`)
 
     @classmethod
     def of(cls, c: Circuit, attention: AttentionPatterns | None = None, head_roles: RoleReport | None = None,
-           interventions: Sequence[InterventionResult] = ()) -> CircuitDetail:
+           interventions: Sequence[InterventionResult] = (), parts: Sequence[int] = ()) -> CircuitDetail:
         roles, labels = c.graph.roles(), c.graph.labels()
         return cls(id=c.id, name=c.name, model=c.model, task=c.task, tags=tuple(c.tags),
                    run_id=c.run_id, provenance=c.provenance, metrics=dict(c.metrics),
                    summary=GraphSize.of(c.graph),
                    nodes=tuple(NodeView.of(n, roles, labels) for n in by_score(list(c.graph.circuit_nodes))),
                    edges=tuple(EdgeView.of(e) for e in by_score(list(c.graph.circuit_edges))),
-                   attention=attention, head_roles=head_roles, interventions=tuple(interventions))
+                   attention=attention, head_roles=head_roles, interventions=tuple(interventions),
+                   parts=tuple(parts))
 
 
 class DiscoveryResult(GraphSize):

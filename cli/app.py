@@ -7,7 +7,21 @@ from typing import Annotated
 
 import typer
 
-from cli import analysis, circuits, db, discover, draw, export, model, published, queries, serve, sweep, transcoders
+from cli import (
+    analysis,
+    circuits,
+    db,
+    discover,
+    draw,
+    export,
+    features,
+    model,
+    published,
+    queries,
+    serve,
+    sweep,
+    transcoders,
+)
 from cli._common import EXIT_INTERRUPTED, CatalogGroup, State, err_console
 
 app = typer.Typer(
@@ -68,6 +82,7 @@ app.command("find")(queries.find)
 app.command("draw")(draw.draw)
 app.command("export")(export.export)
 app.command("serve")(serve.serve)
+app.add_typer(features.app, name="features")
 app.add_typer(published.app, name="published")
 app.add_typer(model.app, name="model")
 app.add_typer(transcoders.app, name="transcoders")

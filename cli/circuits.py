@@ -18,6 +18,8 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", metavar="MODEL", 
 AllowDuplicateOpt = Annotated[bool, typer.Option(
     "--allow-duplicate", help="Add circuits even when the same content is already in the catalog.")]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", metavar="TASK", help="Task name, e.g. ioi.")]
+PromptOpt = Annotated[int | None, typer.Option(
+    "--prompt", metavar="I", help="Prompt I's attribution graph (0-based), kept with a task's feature circuit.")]
 
 
 def import_(
@@ -96,22 +98,29 @@ def show(
     attention: Annotated[bool, typer.Option(
         "--attention", help="Also show what each head attends to from the answer position, on the "
                             "prompts kept with a discovered circuit.")] = False,
+    prompt: PromptOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Show one circuit: provenance, selection rule, metrics, its nodes by kind with roles, the
-    measured head roles and the interventions stored with it."""
+    measured head roles and the interventions stored with it. A task's feature circuit keeps
+    each prompt's attribution graph: --prompt I shows prompt I's."""
+    from catalog.queries.features import prompt_graph_id
     from catalog.views import CircuitDetail
     from cli.analysis import render_intervention, render_roles
 
     cat = open_catalog(ctx)
-    circuit = cat.get(cat.resolve(ref, model=model))
+    circuit = cat.get(prompt_graph_id(cat, ref, prompt, model) if prompt is not None else cat.resolve(ref, model=model))
     patterns = cat.attention(circuit.id) if attention and circuit.id is not None else None
     roles = cat.roles(circuit.id) if circuit.id is not None else None
     done = cat.interventions(circuit.id) if circuit.id is not None else []
+    parts = cat.parts(circuit.id) if circuit.id is not None else []
     if json_:
-        print_json(CircuitDetail.of(circuit, patterns, roles, done))
+        print_json(CircuitDetail.of(circuit, patterns, roles, done, parts))
         return
     render_circuit(circuit)
+    if parts:
+        console.print(f"per-prompt graphs: {len(parts)} (circuits #{parts[0]} to #{parts[-1]}); "
+                      f"`catalog show {circuit.id} --prompt I` shows prompt I's (0 to {len(parts) - 1})")
     if edges > 0:
         _render_edges(circuit.graph, edges)
     if attention:
@@ -165,7 +174,7 @@ def render_circuit(c: Circuit) -> None:
     console.print(f"  source: {p.source.value}"
                   + (f" ({p.source_format})" if p.source_format else "")
                   + (f" from {p.source_file}" if p.source_file else ""))
-    _field("method", p.method and (p.method + (f" {p.method_params}" if p.method_params else "")))
+    _field("method", p.method and (p.method + (f" {_params(p.method_params)}" if p.method_params else "")))
     _field("selection", p.selection.describe() if p.selection else None)
     _field("ablation", p.ablation.value if p.ablation else None)
     _field("metric", p.metric)
@@ -183,6 +192,19 @@ def render_circuit(c: Circuit) -> None:
     if curve:
         _field("faithfulness curve", "  ".join(f"{x:g}:{fmt_score(f, 2)}" for x, f in curve))
     _render_nodes(c.graph)
+
+
+def _params(params: dict[str, object]) -> dict[str, object]:
+    """Method parameters for one line: long lists and tables (an attribution graph's per-node
+    values, its prompts) are summarised by their size; `show --json` has them whole."""
+    def short(v: object) -> object:
+        if isinstance(v, dict) and len(repr(v)) > 120:
+            return f"<{len(v)} entries>"
+        if isinstance(v, list) and len(repr(v)) > 120:
+            return f"<{len(v)} items>"
+        return v
+
+    return {k: short(v) for k, v in params.items()}
 
 
 def _field(label: str, value: object) -> None:

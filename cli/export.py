@@ -28,12 +28,16 @@ def export(
         "--model", "-m", metavar="MODEL", help="Model, when a task name is ambiguous.")] = None,
     all_edges: Annotated[bool, typer.Option(
         "--all-edges", help="GraphML: write every scored node and edge, not only the circuit.")] = False,
+    prompt: Annotated[int | None, typer.Option(
+        "--prompt", metavar="I", help="Export prompt I's attribution graph (0-based), kept with a task's "
+                                      "feature circuit (e.g. for --format circuit-tracer).")] = None,
 ) -> None:
     """Export a circuit to a file for Gephi, Cytoscape, EAP-IG or another catalog."""
     from catalog.formats import write_circuit
+    from catalog.queries.features import prompt_graph_id
 
     cat = open_catalog(ctx)
-    circuit = cat.get(cat.resolve(ref, model=model))
+    circuit = cat.get(prompt_graph_id(cat, ref, prompt, model) if prompt is not None else cat.resolve(ref, model=model))
     if output is not None and output != "-":
         write_circuit(circuit, format, output, all_edges=all_edges)
         console.print(f"wrote circuit {circuit.id} ({circuit.task} on {circuit.model}) to {output}")

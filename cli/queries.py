@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from catalog.analysis.records import KnockoutMatrix
     from catalog.queries import Comparison, Component, Reuse
     from catalog.queries.compare import Overlaps
+    from catalog.queries.features import FeatureOverlap, FeatureReuse, FeatureWeight, HeadLevel
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", metavar="MODEL", help="Model whose circuits to use, e.g. gpt2-small.")]
@@ -80,19 +81,30 @@ def reuse(
     controls: Annotated[int, typer.Option(
         "--controls", metavar="C", help="With --knockout: also ablate C random head sets of each row's size "
                                         "(rows random-K: the baseline to read damage against).")] = 0,
+    features: Annotated[bool, typer.Option(
+        "--features", help="Compare the tasks' feature circuits (attribution graphs): features shared, "
+                           "counted and weighted by influence, with the head circuits' overlap beside it.")] = False,
     n: Annotated[int, typer.Option("--n", metavar="N", help="With --knockout: examples per task.")] = 128,
     seed: Annotated[int, typer.Option("--seed", metavar="SEED", help="With --knockout: dataset seed.")] = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Component reuse across tasks: for each component, how many tasks' circuits contain it,
-    and the task x task overlap matrix (newest circuit per task). With --knockout TASK...: the
-    task x task damage matrix of ablating each task's circuit."""
+    and the task x task overlap matrix (newest circuit per task). With --features: the tasks'
+    feature circuits' overlap, plain and influence-weighted, with their head circuits' beside it.
+    With --knockout TASK...: the task x task damage matrix of ablating each task's circuit."""
     if tasks and not knockout:
         from catalog.errors import InvalidInputError
 
         raise InvalidInputError(f"Tasks ({', '.join(tasks)}) are only taken with --knockout; add it, or drop them.")
+    if knockout and features:
+        from catalog.errors import InvalidInputError
+
+        raise InvalidInputError("Give --knockout or --features, not both.")
     if knockout:
         _knockout(ctx, tasks or [], model, top_k, with_mlps, controls, n, seed, json_)
+        return
+    if features:
+        _feature_reuse(ctx, model, collapse_positions, bool(kind or plot or stable is not None), limit, json_)
         return
     from catalog.queries import reuse as run
     from catalog.queries import reuse_heatmap
@@ -106,6 +118,20 @@ def reuse(
     render_reuse(result, limit)
     if written is not None:
         console.print(f"heatmap written to {written}")
+
+
+def _feature_reuse(ctx: typer.Context, model: str | None, collapse: bool, other: bool, limit: int,
+                   json_: bool) -> None:
+    from catalog.errors import InvalidInputError
+    from catalog.queries.features import feature_reuse
+
+    if other:
+        raise InvalidInputError("--features compares feature circuits by themselves: drop --kind, --plot and --stable.")
+    result = feature_reuse(open_catalog(ctx), model=model, collapse_positions=collapse)
+    if json_:
+        print_json(result)
+        return
+    render_feature_reuse(result, limit)
 
 
 def _knockout(ctx: typer.Context, tasks: list[str], model: str | None, top_k: int | None,
@@ -196,6 +222,10 @@ def render_comparison(r: Comparison, limit: int) -> None:
     _components("shared", r.shared, limit, both=True)
     _components("only in A", r.only_a, limit, both=False)
     _components("only in B", r.only_b, limit, both=False)
+    if r.feature_level is not None:
+        render_feature_overlap(r.feature_level, limit)
+    if r.head_level is not None:
+        render_head_level(r.head_level)
     if r.matched is not None:
         m = r.matched
         console.print(f"\nat a matched size: top {m.k} {m.unit} by |score| in each")
@@ -249,3 +279,77 @@ def render_knockout(r: KnockoutMatrix) -> None:
         out.add_row(a, *[f"{100 * r.cell(a, b).before.accuracy:.0f}% -> {100 * r.cell(a, b).after.accuracy:.0f}%"
                          for b in r.tasks])
     console.print(out)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def render_feature_overlap(f: FeatureOverlap, limit: int) -> None:
+    """The feature-level figures of two feature circuits, and their shared features by influence."""
+    c = f.counts
+    how = "positions collapsed to features" if f.collapsed else "per role"
+    console.print(f"\nfeature level ({how}): {c.shared} shared of {c.size_a} and {c.size_b} features, "
+                  f"Jaccard {_ratio(c.jaccard)}, overlap coef. {_ratio(c.overlap)}")
+    console.print(f"influence-weighted Jaccard (sum min / sum max): {_ratio(f.weighted)}; the shared features "
+                  f"carry {_pct(f.shared_mass_a)} of A's feature influence and {_pct(f.shared_mass_b)} of B's")
+    _feature_rows("shared features", f.shared, limit)
+    _feature_rows("only in A", f.only_a, min(limit, 10) if limit > 0 else limit)
+    _feature_rows("only in B", f.only_b, min(limit, 10) if limit > 0 else limit)
+
+
+def _feature_rows(title: str, rows: tuple[FeatureWeight, ...], limit: int) -> None:
+    console.print(f"{title} ({len(rows)}):")
+    shown = rows if limit <= 0 else rows[:limit]
+    if shown:
+        out = table("feature", "influence A", "influence B", "prompts A", "prompts B", "label", padding=(0, 2, 0, 2))
+        for w in shown:
+            out.add_row(w.id, fmt_score(w.influence_a), fmt_score(w.influence_b), _pct(w.fraction_a),
+                        _pct(w.fraction_b), w.label or "")
+        console.print(out)
+    if len(shown) < len(rows):
+        console.print(f"  ... and {len(rows) - len(shown)} more (--limit 0 lists all)")
+
+
+def render_head_level(h: HeadLevel) -> None:
+    """The two tasks' head circuits compared beside their feature circuits."""
+    if h.missing or h.a is None or h.b is None or h.heads is None:
+        console.print(f"head level: no head circuit for {', '.join(h.missing)} on this model (discover one "
+                      f"with `catalog discover --task {h.missing[0] if h.missing else 'TASK'}`)")
+        return
+    s = h.heads
+    console.print(f"head level (head circuits #{h.a.id} {h.a.task}, #{h.b.id} {h.b.task}; heads, positions "
+                  f"collapsed): {s.shared} shared of {s.size_a} and {s.size_b}, Jaccard {_ratio(s.jaccard)}, "
+                  f"score-weighted {_ratio(h.weighted)}" + (f": {', '.join(h.shared)}" if h.shared else ""))
+
+
+def render_feature_reuse(r: FeatureReuse, limit: int) -> None:
+    """Feature overlap between tasks, counted and influence-weighted, with the head level beside it."""
+    how = "positions collapsed to features" if r.collapsed else "per role"
+    console.print(f"model {r.model}; newest feature circuit per task ({how})")
+    out = table("", *r.tasks)
+    for i, t in enumerate(r.tasks):
+        out.add_row(f"{t} #{r.circuits[t]} ({r.sizes[i]})",
+                    *(f"{_ratio(r.jaccard[i][j])} ({r.shared[i][j]}), w {_ratio(r.weighted[i][j])}"
+                      for j in range(len(r.tasks))))
+    console.print("features: Jaccard (shared), w = influence-weighted Jaccard")
+    console.print(out)
+    if r.head_circuits:
+        out = table("", *r.tasks)
+        for i, t in enumerate(r.tasks):
+            label = f"{t} #{r.head_circuits[t]}" if t in r.head_circuits else f"{t} (none)"
+            out.add_row(label, *(f"{_ratio(r.head_jaccard[i][j])}, w {_ratio(r.head_weighted[i][j])}"
+                                 for j in range(len(r.tasks))))
+        console.print("head circuits of the same tasks: Jaccard over heads, w = score-weighted")
+        console.print(out)
+    else:
+        console.print("head level: no task has a head circuit on this model.")
+    shown = r.features if limit <= 0 else r.features[:limit]
+    console.print(f"features by number of tasks ({len(r.features)} in all):")
+    rows = table("feature", "tasks", "influence per task", "label", padding=(0, 2, 0, 2))
+    for f in shown:
+        rows.add_row(f.feature, str(f.n_tasks), ", ".join(f"{t} {fmt_score(v)}" for t, v in f.influence.items()),
+                     f.label or "")
+    console.print(rows)
+    if len(shown) < len(r.features):
+        console.print(f"... and {len(r.features) - len(shown)} more (--limit 0 lists all)")

@@ -434,6 +434,11 @@ def to_document(circuit: Circuit) -> dict[str, Any]:
     ids, values, pinned ids, supernodes and metadata of the file it came from when it was one."""
     g = circuit.graph
     for n in g.circuit_nodes:
+        if n.kind in _EXPORT_TYPES and n.position is None and n.role is not None:
+            raise FormatError(
+                f"Circuit {circuit.name or circuit.id or ''} holds nodes per role ({n.id}), as a task's feature "
+                "circuit does; an attribution graph holds one prompt's positions. Export one prompt's graph "
+                "(`catalog export REF --prompt I --format circuit-tracer`), or this circuit with --format json.")
         if n.kind not in _EXPORT_TYPES or n.position is None:
             raise FormatError(
                 f"Circuit {circuit.name or circuit.id or ''} has node {n.id}, which an attribution "

@@ -5,51 +5,26 @@ Input and logits nodes are in every circuit, so the node overlaps leave them out
 (``include_io=True`` puts them back); edges are compared whole, including edges from ``input``
 and into ``logits``. Feature-level circuits compare the same way: their feature and error
 nodes count as nodes, and a ``features`` overlap is reported when either side has features.
+When both sides are feature circuits the comparison also holds their feature-level overlap,
+influence-weighted, and the two tasks' head circuits compared beside it
+(`catalog.queries.features`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
-
-from pydantic import BaseModel, ConfigDict
 
 from catalog.errors import AmbiguousReferenceError, InvalidInputError
 from catalog.graph import CircuitGraph, Node
 from catalog.naming import NodeKind
 from catalog.provenance import Circuit
+from catalog.queries.features import FeatureOverlap, HeadLevel, feature_overlap, head_level, is_feature_circuit
+from catalog.queries.overlap import SetOverlap, Side, _Value, side_of, weighted_overlap, weights
 
 if TYPE_CHECKING:
     from catalog.store import Catalog
 
 IO_KINDS = frozenset({NodeKind.INPUT, NodeKind.LOGITS})
-
-
-class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class SetOverlap(_Value):
-    """Two sets' sizes and overlap. ``jaccard`` = |A∩B| / |A∪B|; ``overlap`` (the overlap
-    coefficient) = |A∩B| / min(|A|, |B|). Both are None when undefined (empty sets)."""
-
-    size_a: int
-    size_b: int
-    shared: int
-    jaccard: float | None
-    overlap: float | None
-
-    @classmethod
-    def of(cls, a: Iterable[str], b: Iterable[str]) -> SetOverlap:
-        """Example:
-
-        >>> SetOverlap.of({"x", "y"}, {"y", "z", "w"}).model_dump()
-        {'size_a': 2, 'size_b': 3, 'shared': 1, 'jaccard': 0.25, 'overlap': 0.5}
-        """
-        sa, sb = set(a), set(b)
-        shared, union, small = len(sa & sb), len(sa | sb), min(len(sa), len(sb))
-        return cls(size_a=len(sa), size_b=len(sb), shared=shared,
-                    jaccard=shared / union if union else None, overlap=shared / small if small else None)
 
 
 class Component(_Value):
@@ -61,21 +36,6 @@ class Component(_Value):
     role_b: str | None = None
     weight_a: float | None = None
     weight_b: float | None = None
-
-
-class Side(_Value):
-    """Which circuit a side of the comparison is, and its sizes."""
-
-    id: int
-    name: str | None
-    model: str
-    task: str
-    method: str | None
-    nodes: int
-    edges: int
-    heads: int
-    mlps: int
-    features: int
 
 
 class Overlaps(_Value):
@@ -103,7 +63,10 @@ class Matched(Overlaps):
 
 class Comparison(Overlaps):
     """The result of `compare`: both sides, every overlap, and the matched-size figures if asked.
-    ``role`` and ``collapse_positions`` say how position-resolved circuits were compared."""
+    ``role`` and ``collapse_positions`` say how position-resolved circuits were compared. When
+    both are feature circuits, ``feature_level`` holds their features' plain and
+    influence-weighted overlap and ``head_level`` the two tasks' head circuits compared beside it
+    (see `catalog.queries.features`)."""
 
     a: Side
     b: Side
@@ -111,31 +74,8 @@ class Comparison(Overlaps):
     matched: Matched | None = None
     role: str | None = None
     collapse_positions: bool = False
-
-
-def weights(graph: CircuitGraph) -> dict[str, float]:
-    """Each circuit node's weight for the score-weighted overlap: |node score| when the node has
-    a score, else the summed |score| of the in-circuit edges entering or leaving it."""
-    edge_mass: dict[str, float] = {}
-    for e in graph.circuit_edges:
-        w = abs(e.score) if e.score is not None else 0.0
-        edge_mass[e.src] = edge_mass.get(e.src, 0.0) + w
-        edge_mass[e.dst] = edge_mass.get(e.dst, 0.0) + w
-    return {n.id: abs(n.score) if n.score is not None else edge_mass.get(n.id, 0.0) for n in graph.circuit_nodes}
-
-
-def weighted_overlap(wa: dict[str, float], wb: dict[str, float]) -> float | None:
-    """Score-weighted overlap (weighted Jaccard): sum over shared nodes of min(w_a, w_b), divided
-    by the sum over all nodes of either circuit of max(w_a, w_b), a missing node weighing 0.
-    1.0 means the same nodes with the same weights; None when every weight is 0.
-
-    >>> weighted_overlap({"x": 1.0, "y": 2.0}, {"y": 1.0, "z": 1.0})
-    0.25
-    """
-    keys = wa.keys() | wb.keys()
-    den = sum(max(wa.get(k, 0.0), wb.get(k, 0.0)) for k in keys)
-    num = sum(min(wa[k], wb[k]) for k in wa.keys() & wb.keys())
-    return num / den if den > 0 else None
+    feature_level: FeatureOverlap | None = None
+    head_level: HeadLevel | None = None
 
 
 def _nodes(graph: CircuitGraph, include_io: bool) -> dict[str, Node]:
@@ -192,13 +132,6 @@ def _top_components(graph: CircuitGraph, k: int, include_io: bool) -> CircuitGra
     return graph.restrict_to(keep)
 
 
-def side_of(circuit: Circuit) -> Side:
-    size = circuit.graph.summary()
-    return Side(id=circuit.id or 0, name=circuit.name, model=circuit.model, task=circuit.task,
-                method=circuit.provenance.method, nodes=size["nodes"], edges=size["edges"],
-                heads=size["heads"], mlps=size["mlps"], features=size["features"])
-
-
 def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, matched_k: int | None = None,
             include_io: bool = False, role: str | None = None, collapse_positions: bool = False) -> Comparison:
     """Compare circuits `a` and `b`: ids, task names (the newest circuit for the task on the
@@ -218,10 +151,14 @@ def compare(cat: Catalog, a: str | int, b: str | int, model: str | None = None, 
             f"Circuit #{resolved.id} is position-resolved and the other is not, so their node ids never "
             "match; add --collapse-positions to compare components."
         )
+    feature_level = head = None
+    if is_feature_circuit(ca) and is_feature_circuit(cb):
+        feature_level = feature_overlap(ca, cb, collapse_positions, role)
+        head = head_level(cat, ca.task, cb.task, ca.model)
     return Comparison(a=side_of(ca), b=side_of(cb), include_io=include_io, role=role,
                       collapse_positions=collapse_positions,
                       matched=at_matched_size(ga, gb, matched_k, include_io) if matched_k else None,
-                      **overlaps(ga, gb, include_io))
+                      feature_level=feature_level, head_level=head, **overlaps(ga, gb, include_io))
 
 
 def positioned(circuit: Circuit, role: str | None, collapse: bool) -> CircuitGraph:

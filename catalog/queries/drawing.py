@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from catalog.layered import Layout, compare_layout, layout
-from catalog.queries.compare import Side, compare_models, side_of
+from catalog.queries.compare import compare_models
+from catalog.queries.overlap import Side, side_of
 from catalog.views import CircuitDetail
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from catalog.errors import InvalidInputError, NotFoundError
 from catalog.naming import component_of
-from catalog.queries.compare import SetOverlap
+from catalog.queries.overlap import SetOverlap
 from catalog.queries.reuse import DEFAULT_KINDS
 
 if TYPE_CHECKING:

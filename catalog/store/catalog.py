@@ -33,7 +33,7 @@ from catalog.errors import (
 )
 from catalog.graph import ModelShape
 from catalog.naming import NodeKind
-from catalog.provenance import Circuit, Provenance
+from catalog.provenance import PART_TAG, Circuit, Provenance
 from catalog.shapes import canonical_model_name
 from catalog.store import aggregates, analyses, engine, runs
 from catalog.store.convert import (
@@ -399,6 +399,16 @@ class Catalog(Writer):
                           .values(status=RunStatus.FAILED.value, finished_at=now(),
                                   error=f"stale: {r.stale_reason}; marked failed by `catalog runs --cleanup`"))
         return self.list_runs(_ids=[r.id for r in stale]) if stale else []
+
+    def parts(self, circuit_id: int) -> list[int]:
+        """The per-example circuits (tagged ``part``, e.g. each prompt's attribution graph) stored
+        with a circuit's run, in example order; empty when it has none or is a part itself."""
+        s = self.summary(circuit_id)
+        if s.run_id is None or PART_TAG in s.tags:
+            return []
+        others = [i for i in self.get_run(s.run_id).circuit_ids if i != s.id]
+        tagged = {r.id for r in self.circuits(tag=PART_TAG)} if others else set()
+        return [i for i in others if i in tagged]
 
     def get_run(self, run_id: int) -> RunRecord:
         rid = as_id(run_id, "run")

@@ -251,15 +251,17 @@ def replacement_forward(weights: _Weights, state: FrozenState,
                         frozen: dict[str, Any] | None = None) -> dict[str, Any]:
     """The local replacement model's forward pass in float64.
 
-    Returns the per-layer transcoder inputs ``x`` [T, d], pre-activations ``pre`` and activations
-    ``acts`` [T, n_features], error vectors ``errors`` [T, d], and ``logits`` [T, V]. With
+    Returns the per-layer residual stream before attention ``resid`` and transcoder inputs ``x``
+    [T, d], pre-activations ``pre`` and activations ``acts`` [T, n_features], error vectors
+    ``errors`` [T, d], and ``logits`` [T, V]. With
     `frozen` (a previous result, its ``acts`` possibly edited), the features keep those
     activations (nothing is re-encoded) and the error nodes their values: the frozen model whose
     direct effects the attribution graph holds.
     """
     resid = state.embed.clone()
-    out: dict[str, Any] = {"x": [], "pre": [], "acts": [], "errors": []}
+    out: dict[str, Any] = {"x": [], "pre": [], "acts": [], "errors": [], "resid": []}
     for layer, tc in enumerate(weights.tc):
+        out["resid"].append(resid)
         resid = resid + weights.attention(layer, resid, state.patterns[layer], state.ln1[layer])
         x = weights.norm(resid, state.ln2[layer])
         pre = tc.pre_activations(x)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,13 +109,29 @@ needs_default = pytest.mark.skipif(not checkpoint.is_checkpoint(DEFAULT_MODEL_DI
                                    reason="the embedded default model is not built in this checkout")
 
 
+def _seed_model(name: str | None) -> Any:
+    """A parameter for the default model (None) or one of its shipped seed variants, skipped where
+    this checkout does not hold that variant's checkpoint."""
+    from catalog import models
+
+    folder = models.embedded_model_dir(name)
+    built = folder is not None and checkpoint.is_checkpoint(folder)
+    return pytest.param(name, id=name or "catalog-default",
+                        marks=pytest.mark.skipif(not built, reason=f"{name} is not built in this checkout"))
+
+
 @needs_default
 @pytest.mark.slow
-def test_default_model_beats_chance_on_every_task() -> None:
+@pytest.mark.parametrize("name", [_seed_model(None), _seed_model("catalog-default-seed1"),
+                                  _seed_model("catalog-default-seed2")])
+def test_default_model_beats_chance_on_every_task(name: str | None) -> None:
+    """The default recipe's targets, for the shipped checkpoint and for each extra training seed."""
     from catalog.models.accuracy import evaluate_accuracy
 
-    loaded = load_model(device="cpu")
-    assert loaded.is_default and loaded.source is ModelSource.EMBEDDED and "default" in loaded.describe()
+    loaded = load_model(name, device="cpu")
+    assert loaded.source is ModelSource.EMBEDDED and loaded.is_default == (name is None)
+    assert loaded.name == (name or "catalog-default")
+    assert "default" in loaded.describe() or not loaded.is_default
     results = evaluate_accuracy(loaded, n=48, seed=7)
     for key, r in results.items():
         if key == "colored-objects/5-objects":  # a count never trained: reported, not required

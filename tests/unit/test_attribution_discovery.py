@@ -27,7 +27,9 @@ torch.set_num_threads(1)
 def tc_folder(tmp_path_factory):
     torch.manual_seed(0)
     layers = [Transcoder(128, 256, 8) for _ in range(4)]
-    tset = TranscoderSet("catalog-default", layers, labels={"0.1": {"label": "feature zero-one"}})
+    labels = {f"{layer}.{i}": {"label": f"promotes word {layer}-{i}"} for layer in range(4) for i in range(256)}
+    labels["0.1"] = {"label": "feature zero-one"}
+    tset = TranscoderSet("catalog-default", layers, labels=labels)
     folder = tmp_path_factory.mktemp("tc") / "catalog-default"
     tset.save(folder)
     return folder
@@ -164,3 +166,120 @@ def test_an_attribution_graph_draws_layered_by_layer_and_position(discovered, tm
     root = ET.parse(out).getroot()
     texts = {"".join(t.itertext()).strip() for t in root.iter("{http://www.w3.org/2000/svg}text")}
     assert any("layer 3" in t for t in texts) and any("logits" in t for t in texts)
+
+
+def test_a_task_prompt_graph_exports_with_its_feature_labels_and_imports_back_unchanged(discovered, tmp_path):
+    """Item 5's round trip on a graph discovery stored for a task (prompt 1 of the IOI run): nodes,
+    links with their weights, activation and influence values, and the labels (features' from the
+    transcoder set, as circuit-tracer's clerp)."""
+    from catalog.queries import prompt_graph_id
+
+    cat, task, _, _ = discovered
+    stored = cat.get(prompt_graph_id(cat, task.id, 1))
+    assert stored.name == "ioi #1"
+    path = tmp_path / "ioi-1.json"
+    write_circuit(stored, "circuit-tracer", path)
+    doc = json.loads(path.read_text())
+    feats = [n for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert feats and all(n["clerp"].startswith(("promotes word", "feature zero-one")) for n in feats)
+    labels = stored.graph.labels()
+    for n in feats:
+        nid = f"f{n['layer']}.{n['node_id'].split('_')[1]}@{n['ctx_idx']}[tc]"
+        assert n["clerp"] == labels[nid]
+    (back,) = read_circuits(path)
+    assert back.graph.nodes == stored.graph.nodes
+    assert back.graph.edges == stored.graph.edges  # ids, weights and circuit flags
+    assert back.graph.labels() == labels
+    assert back.graph.annotations == stored.graph.annotations
+    mine = stored.provenance.method_params["attribution"]["nodes"]
+    theirs = back.provenance.method_params["attribution"]["nodes"]
+    assert mine.keys() == theirs.keys()
+    for nid, v in mine.items():
+        assert {k: theirs[nid].get(k) for k in v} == v
+
+
+def test_show_and_export_reach_each_prompt_graph_of_a_task_and_refuse_a_bad_index(discovered, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    cat, task, _, _ = discovered
+    run = CliRunner()
+    out = run.invoke(app, ["--db", cat.url, "show", str(task.id)])
+    assert out.exit_code == 0 and f"`catalog show {task.id} --prompt I`" in out.stdout
+    out = run.invoke(app, ["--db", cat.url, "show", str(task.id), "--prompt", "2"])
+    assert out.exit_code == 0 and "ioi #2" in out.stdout
+    out = run.invoke(app, ["--db", cat.url, "show", str(task.id), "--prompt", "3"])
+    assert out.exit_code == 1 and out.stderr.strip().count("\n") == 0 and "prompts 0 to 2" in out.stderr
+    out = run.invoke(app, ["--db", cat.url, "export", str(task.id), "--format", "circuit-tracer"])
+    assert out.exit_code == 1 and "--prompt I" in out.stderr and "Traceback" not in out.output
+    target = tmp_path / "p0.json"
+    out = run.invoke(app, ["--db", cat.url, "export", str(task.id), "--prompt", "0", "--format", "circuit-tracer",
+                           "-o", str(target)])
+    assert out.exit_code == 0 and json.loads(target.read_text())["metadata"]["scan"] == "catalog-default"
+
+
+HEADS = ["a1.h0", "a3.h2"]
+
+
+@pytest.fixture(scope="module")
+def head_circuit(discovered):
+    """A head circuit of IOI beside the discovered feature circuit (its heads chosen by hand)."""
+    from catalog.graph import CircuitGraph
+    from catalog.provenance import Circuit, Provenance, Selection, Source
+
+    cat, task, _, _ = discovered
+    g = CircuitGraph.build(cat.get(task.id).graph.shape, ["input", *HEADS, "logits"],
+                           [e for h in HEADS for e in (("input", h, "v", 1.0), (h, "logits", None, 1.0))])
+    return cat.add(Circuit(g, "ioi", Provenance(source=Source.IMPORT, selection=Selection(rule="given"))))
+
+
+def test_relate_names_the_heads_writing_and_reading_the_top_features(discovered, head_circuit, tc_folder):
+    from catalog.analysis.feature_heads import relate
+
+    cat, task, _, _ = discovered
+    heads, hid = HEADS, head_circuit
+    r = relate(cat, "ioi", "ioi", top=4)  # task names pick the feature and the head circuit
+    assert (r.feature_circuit.id, r.head_circuit.id, r.prompts) == (task.id, hid, 3)
+    feats = sorted((n for n in cat.get(task.id).graph.circuit_nodes if n.kind is NodeKind.FEATURE),
+                   key=lambda n: (-n.score, n.id))[:4]
+    assert [f.feature for f in r.features] == [n.id for n in feats]
+    for f in r.features:
+        layer = parse_node(f.feature).layer
+        assert 1 <= f.prompts <= 3
+        assert all(parse_node(w.head).layer <= layer for w in f.writers)  # heads at or below it write it
+        assert all(parse_node(w.head).layer > layer for w in f.readers)  # heads above it read it
+        assert all(w.in_head_circuit == (w.head in heads) for w in (*f.writers, *f.readers))
+    assert r.head_share == 2 / 16 and 0.0 <= r.write_share <= 1.0
+    assert {t.head for t in r.heads} == {f"a{a}.h{b}" for a in range(4) for b in range(4)}
+    assert r.transcoders == str(tc_folder)
+    # --feature: one feature at each of its roles, instead of the top N
+    from catalog.naming import component_of
+
+    name = component_of(feats[0].id)
+    at_roles = {n.id for n in cat.get(task.id).graph.circuit_nodes if component_of(n.id) == name}
+    named = relate(cat, task.id, hid, features=[name])
+    assert {f.feature for f in named.features} == at_roles
+
+
+def test_relate_refuses_circuits_in_the_wrong_places_with_one_line(discovered, head_circuit):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    cat, task, prompt, _ = discovered
+    run = CliRunner()
+    head = [head_circuit]
+    cases = [
+        ([str(head[0]), str(task.id)], "holds no features"),  # swapped: a head circuit first
+        ([str(task.id), str(task.id)], "holds no attention heads"),  # a feature circuit second
+        ([str(prompt.id), str(head[0])], "not found by"),  # a --prompt graph has no task prompts
+        ([str(task.id), str(head[0]), "--top", "0"], "--top"),
+        ([str(task.id), str(head[0]), "--transcoders", "/nonexistent/tc"], "no such folder"),
+        ([str(task.id), str(head[0]), "--feature", "f3.9999[tc]"], "holds no feature f3.9999[tc]"),
+        ([str(task.id), str(head[0]), "--feature", "a1.h0"], "is not a feature id"),
+    ]
+    for args, message in cases:
+        out = run.invoke(app, ["--db", cat.url, "features", "relate", *args])
+        assert out.exit_code == 1, (args, out.output)
+        assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)

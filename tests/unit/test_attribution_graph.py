@@ -214,3 +214,60 @@ def test_influence_and_pruning(model64, ioi):
     assert float(kept.max()) >= float(dropped.max())
     with pytest.raises(Exception, match="node_threshold"):
         prune(att, 0.0, 0.9)
+
+
+def test_heads_reads_of_a_feature_add_up_to_its_edge_into_the_target(model64, ioi):
+    """`head_links`'s reads: the feature -> logit edge of the graph splits exactly over the first
+    head each path passes through, plus the residual-only rest at the read position."""
+    from catalog.transcoders.heads import head_links
+
+    tset = random_set()
+    tokens, position = prompt(ioi)
+    direction = logit_diff_direction(ioi, 0, model64.cfg.d_vocab)
+    att = attribute(model64, tset, tokens, position, direction)
+    links = head_links(model64, tset, tokens, position, direction, list(att.features))
+    assert [link.feature for link in links] == list(att.features)  # every active one, in order
+    read_somewhere = 0
+    for j, link in enumerate(links):
+        edge = float(att.adjacency[att.logit_index, att.feature_index(j)])
+        assert abs(link.edge - edge) < TOL
+        assert abs(float(link.reads.sum()) + link.direct - edge) < TOL
+        layer, pos, _ = link.feature
+        assert not bool(link.reads[:layer + 1].any())  # no head at or below the feature reads it
+        if pos != position:
+            assert link.direct == 0.0  # off the read position only heads carry it to the logit
+        read_somewhere += bool(link.reads.abs().max() > 1e-6)
+    assert read_somewhere
+
+
+def test_heads_writes_into_a_feature_are_each_heads_output_through_the_frozen_encoder(model64, ioi):
+    """`head_links`'s writes against TransformerLens's own per-head outputs (hook_z @ W_O): each is
+    the head's direct contribution to the pre-activation, and with the embeddings, MLP outputs,
+    output biases and b_enc they sum to it."""
+    from catalog.transcoders.heads import head_links
+
+    tset = random_set()
+    tokens, position = prompt(ioi)
+    direction = logit_diff_direction(ioi, 0, model64.cfg.d_vocab)
+    att = attribute(model64, tset, tokens, position, direction)
+    picked = [f for f in att.features if f[0] >= 1][:6]
+    links = head_links(model64, tset, tokens, position, direction, picked)
+    with torch.no_grad():
+        _, cache = model64.run_with_cache(tokens[None])
+    for link in links:
+        layer, p, i = link.feature
+        scale = cache[block_hook(layer, "ln2.scale")][0, p, 0]
+        w_enc = tset.layers[layer].W_enc[:, i].double()
+        grad = (w_enc - w_enc.mean()) / scale  # the frozen LayerNorm's gradient of x @ W_enc[:, i]
+        total = (cache["hook_embed"][0, p] + cache["hook_pos_embed"][0, p]) @ grad + float(tset.layers[layer].b_enc[i].detach())
+        for lay in range(model64.cfg.n_layers):
+            z = cache[attn_hook(lay, "z")][0, p]  # [heads, d_head]
+            for h in range(model64.cfg.n_heads):
+                own = float((z[h] @ model64.blocks[lay].attn.W_O[h]) @ grad)
+                assert abs(float(link.writes[lay, h]) - (own if lay <= layer else 0.0)) < TOL
+            if lay <= layer:
+                total += model64.blocks[lay].attn.b_O @ grad
+            if lay < layer:
+                total += cache[output_hook(lay)][0, p] @ grad
+        assert abs(float(total) + float(link.writes.sum()) - link.pre) < TOL
+        assert abs(link.pre - float(att.values[att.feature_index(att.features.index(link.feature))])) < TOL

@@ -16,6 +16,7 @@ model), `prompts` (how many of the dataset's prompts, default 16), `node_thresho
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,11 +31,24 @@ from catalog.transcoders.pruning import prune
 from catalog.transcoders.shipped import transcoder_folder
 
 
-def target_direction(inputs: MethodInputs, part: Any, logits: torch.Tensor, position: int) -> torch.Tensor:
-    """The gradient of the metric with respect to the logits at `position` ([V]): the target logit
-    as a direction. For a logit difference it is exactly ``+1`` answer, ``-1`` wrong answer."""
+def prompt_target(model: Any, part: Any, metric: Callable[[Any, torch.Tensor], torch.Tensor]
+                  ) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """A one-prompt slice's read position, its tokens up to there (on the CPU) and its target
+    logit as a direction (`metric_direction`), from one forward pass."""
+    position = int(part.positions[0])
+    tokens = part.clean[0, :position + 1].cpu()
+    with torch.no_grad():
+        logits = model(tokens[None].to(model.cfg.device))[0]
+    return position, tokens, metric_direction(metric, part, logits, position)
+
+
+def metric_direction(metric: Callable[[Any, torch.Tensor], torch.Tensor], part: Any, logits: torch.Tensor,
+                     position: int) -> torch.Tensor:
+    """The gradient of `metric` (``(part, logits) -> values``, e.g. `task_metric`) with respect to
+    the logits at `position` ([V]): the target logit as a direction. For a logit difference it is
+    exactly ``+1`` answer, ``-1`` wrong answer."""
     x = logits.detach().float().clone().requires_grad_(True)
-    value = inputs.metric(part, x[None]).sum()
+    value = metric(part, x[None]).sum()
     (grad,) = torch.autograd.grad(value, x)
     return grad[position].double()
 
@@ -69,15 +83,11 @@ def run(inputs: MethodInputs, transcoders: str | None = None, prompts: int = 16,
     parts, roles = [], []
     for i in range(count):
         part = ds[i:i + 1]
-        position = int(part.positions[0])
-        tokens = part.clean[0, :position + 1].cpu()
-        with torch.no_grad():
-            logits = model(tokens[None].to(model.cfg.device))[0]
-        direction = target_direction(inputs, part, logits, position)
+        position, tokens, direction = prompt_target(model, part, inputs.metric)
         att = attribute(model, tset, tokens, position, direction)
         kept = prune(att, node_threshold, edge_threshold)
         pg = prompt_graph(att, kept, shape, tset, lambda t: _text(tokenizer, t), _label(tokenizer, direction))
-        roles.append([_role(part, p) for p in range(position + 1)])
+        roles.append([role_at(part, p) for p in range(position + 1)])
         details = _details(pg, _prompt_text(ds, i), folder, tset, node_threshold, edge_threshold, shape.name)
         parts.append(SelectedCircuit(pg.graph, details=details, metrics=pg.figures))
         inputs.report("prompts", i + 1, count)
@@ -92,7 +102,7 @@ def run(inputs: MethodInputs, transcoders: str | None = None, prompts: int = 16,
     return SelectedCircuit(graph, details=details, metrics=metrics, parts=tuple(parts))
 
 
-def _role(part: Any, position: int) -> str:
+def role_at(part: Any, position: int) -> str:
     """The role the task names position `position` of this one-prompt slice."""
     ids = getattr(part, "role_ids", None)
     if ids is None or not part.role_names:
