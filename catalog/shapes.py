@@ -6,6 +6,8 @@ Light on purpose: no torch, no TransformerLens. Aliases map the names peer tools
 
 from __future__ import annotations
 
+import dataclasses
+
 from catalog.errors import InvalidInputError
 from catalog.graph import ModelShape
 
@@ -14,9 +16,6 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     for s in (
         # the embedded default model (catalog/data/default_model), as `catalog model info` shows it
         ModelShape("catalog-default", n_layers=4, n_heads=4, d_model=128),
-        # the default recipe trained with other seeds (catalog/data/default_model_seedN)
-        ModelShape("catalog-default-seed1", n_layers=4, n_heads=4, d_model=128),
-        ModelShape("catalog-default-seed2", n_layers=4, n_heads=4, d_model=128),
         # the deeper embedded model (catalog/data/deep_model, when built)
         ModelShape("catalog-deep", n_layers=6, n_heads=8, d_model=128),
         ModelShape("gpt2-small", n_layers=12, n_heads=12, d_model=768),
@@ -68,8 +67,22 @@ def canonical_model_name(name: str) -> str:
 
 
 def known_shape(name: str) -> ModelShape | None:
-    """The shape of a known model by any of its names, or None."""
-    return KNOWN_SHAPES.get(canonical_model_name(name))
+    """The shape of a known model by any of its names, or None.
+
+    An embedded recipe trained with another seed (``catalog-default-seed1``) has its recipe's
+    shape under its own name; it is found by name only, so that a file giving just the
+    dimensions still names one model (`shape_from_dims`).
+
+    >>> known_shape("catalog-default-seed2")
+    ModelShape(name='catalog-default-seed2', n_layers=4, n_heads=4, d_model=128, revision=None, parallel_attn_mlp=False)
+    >>> known_shape("gpt2-small-seed2") is None
+    True
+    """
+    canonical = canonical_model_name(name)
+    base, sep, seed = canonical.rpartition("-seed")
+    if sep and seed.isdigit() and base.startswith("catalog-") and base in KNOWN_SHAPES:
+        return dataclasses.replace(KNOWN_SHAPES[base], name=canonical)
+    return KNOWN_SHAPES.get(canonical)
 
 
 def shape_from_dims(n_layers: int, n_heads: int, d_model: int | None = None) -> ModelShape | None:
