@@ -11,7 +11,7 @@ next to the target (at most 5 s per prompt on two CPU cores), the graphs' sizes,
     python benchmarks/bench_attribution.py --prompts 4 --threads 1
 
 Without a shipped set (and no --transcoders) it uses a seeded random TopK set of the shipped size
-(512 features, k=16 per layer) and says so: the cost depends on the number of active features,
+(512 features, k=32 per layer) and says so: the cost depends on the number of active features,
 not on what they mean.
 """
 
@@ -45,8 +45,8 @@ def transcoders(path: str | None, model: str) -> tuple[TranscoderSet, str]:
     if folder.is_dir():
         return TranscoderSet.load(folder), str(folder)
     torch.manual_seed(0)
-    return (TranscoderSet(model, [Transcoder(128, 512, 16) for _ in range(4)]),
-            "random TopK set, 512 features, k=16 (no shipped set found)")
+    return (TranscoderSet(model, [Transcoder(128, 512, 32) for _ in range(4)]),
+            "random TopK set, 512 features, k=32 (no shipped set found)")
 
 
 def main() -> None:
