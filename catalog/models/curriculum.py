@@ -50,7 +50,16 @@ DEEP_PHASES: Phases = (
             "lookback": 0.15}),
 )
 DEEP_THIRD_NAME = 0.5
-CURRICULA: dict[str, tuple[Phases, float]] = {"default": (PHASES, 0.0), "deep": (DEEP_PHASES, DEEP_THIRD_NAME)}
+
+#: The grown deeper model's mix (see `catalog.models.train.grow`): it starts from the default
+#: model, which already solves every task, so there is no first phase; IOI is weighted up because
+#: the third-name variant is what it has still to learn.
+GROWN_PHASES: Phases = (
+    (0, {"ioi": 0.35, "colored-objects": 0.4, "greater-than": 0.05, "induction": 0.2}),
+)
+CURRICULA: dict[str, tuple[Phases, float]] = {
+    "default": (PHASES, 0.0), "deep": (DEEP_PHASES, DEEP_THIRD_NAME), "grown": (GROWN_PHASES, DEEP_THIRD_NAME),
+}
 
 
 @dataclass

@@ -101,5 +101,8 @@ def padded(batch: list[list[int]], pad_id: int) -> tuple[Any, Any]:
 
 
 def curriculum_for(model: str) -> str:
-    """The curriculum a model was trained on (``deep`` for catalog-deep, else ``default``)."""
-    return "deep" if model == "catalog-deep" else "default"
+    """The curriculum an embedded model was trained on (its recipe's, e.g. ``grown`` for
+    catalog-deep); ``default`` for any other model."""
+    from catalog.models.train import RECIPES
+
+    return next((curriculum for _, curriculum, name, _ in RECIPES.values() if name == model), "default")

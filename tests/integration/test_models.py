@@ -105,6 +105,29 @@ def test_checkpoint_round_trip_and_fast_training_forward(tmp_path: Path) -> None
     assert info["parameters"] == sum(p.numel() for p in model.parameters())
 
 
+def test_growing_keeps_the_function_and_gives_added_parts_gradient() -> None:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from catalog.models.train import grow
+
+    def build(layers: int, heads: int, d_mlp: int, seed: int) -> Any:
+        return HookedTransformer(HookedTransformerConfig(
+            n_layers=layers, d_model=16, n_heads=heads, d_head=8, d_mlp=d_mlp, n_ctx=16, d_vocab=12,
+            act_fn="gelu", normalization_type="LN", seed=seed, device="cpu")).eval()
+
+    small, big = build(2, 2, 32, 1), build(3, 4, 64, 2)
+    ids = torch.tensor([[0, 3, 4, 5, 6, 7], [0, 8, 3, 3, 4, 5]])
+    with torch.no_grad():
+        assert not torch.allclose(small(ids), big(ids), atol=1e-3)
+        grow(small, big)
+        assert torch.allclose(small(ids), big(ids), atol=1e-5)
+    big(ids).logsumexp(-1).sum().backward()
+    assert big.blocks[2].attn.W_O.grad.abs().sum() > 0  # an added layer can start to write
+    assert big.blocks[0].mlp.W_out.grad[32:].abs().sum() > 0  # so can an added neuron
+    with pytest.raises(ValueError, match="does not fit"):
+        grow(big, small)
+
+
 needs_default = pytest.mark.skipif(not checkpoint.is_checkpoint(DEFAULT_MODEL_DIR),
                                    reason="the embedded default model is not built in this checkout")
 
