@@ -39,6 +39,8 @@ def info(
     console.print(f"  {data.parameters:,} parameters, {data.weights_bytes / 1e6:.1f} MB safetensors")
     console.print(f"  trained: {recipe.get('steps')} steps x batch {recipe.get('batch_size')}, AdamW lr "
                   f"{recipe.get('lr')}, {t.get('seconds')} s on CPU; rebuild: {t.get('command')}")
+    if recipe.get("grow_from"):
+        console.print(f"  grown from {recipe['grow_from']} (its layers copied in, the added parts starting silent)")
     for phase in t.get("curriculum") or []:
         mix = ", ".join(f"{k} {v:.2f}" for k, v in phase["mix"].items())
         console.print(f"  from step {phase['from_step']}: {mix}")

@@ -64,6 +64,9 @@ def test_model_info_of_the_deep_model() -> None:
     assert data["name"] == "catalog-deep"
     assert (data["architecture"]["n_layers"], data["architecture"]["n_heads"]) == (6, 8)
     assert "--recipe deep" in data["training"]["command"]
+    assert data["training"]["recipe"]["grow_from"] == "catalog-default"
+    text = CliRunner().invoke(app, ["model", "info", "--model", "catalog-deep"]).output
+    assert "grown from catalog-default" in text
 
 
 # Runs `catalog ARGS...` in a fresh interpreter (HF_HOME is read when huggingface_hub is imported)
