@@ -34,8 +34,10 @@ sys.path.insert(0, sys.argv[1])
 import catalog.formats, catalog.store, networkx  # imports are not part of the import's cost
 from catalog.formats import import_file, read_circuits
 from catalog.store import Catalog
-path, db, mode, model, how = sys.argv[2:7]
+path, db, mode, model, how, warm = sys.argv[2:8]
 cat = Catalog.open("sqlite:///" + db)
+if warm:  # a first, tiny import pays the process's one-time costs of writing (see `main`)
+    import_file(cat, warm, task="ioi")
 
 def status(field):
     with open("/proc/self/status") as fh:
@@ -100,7 +102,10 @@ def circuit_tracer_doc(rng: random.Random, n_features: int) -> dict:
         return nd["ctx_idx"], int(nd["layer"]) if layer is None else layer
 
     pairs: set[tuple[str, str]] = set()
-    while len(pairs) < 8 * len(nodes):  # forward links only: no later position, lower layer
+    # forward links only (no later position, lower layer): about a quarter of all ordered pairs, so
+    # a tiny graph asks for fewer than 8 a node
+    wanted = min(8 * len(nodes), len(nodes) * (len(nodes) - 1) // 8)
+    while len(pairs) < wanted:
         a, b = rng.sample(nodes, 2)
         (pa, la), (pb, lb) = rank(a), rank(b)
         if pa <= pb and la < lb:
@@ -138,12 +143,13 @@ def make_files(folder: Path, scale: int) -> list[tuple[str, Path, str]]:
 TARGET = 5.0  # peak memory per byte of file
 
 
-def measure(path: Path, model: str, mode: str, folder: Path, how: str) -> tuple[int, float]:
-    """(peak bytes, seconds) of one read or import in a fresh process, by tracemalloc or RSS."""
-    db = folder / f"bench-{mode}-{how}-{path.stem}.db"
+def measure(path: Path, model: str, mode: str, folder: Path, how: str, warm: Path | None = None) -> tuple[int, float]:
+    """(peak bytes, seconds) of one read or import in a fresh process, by tracemalloc or RSS;
+    with `warm`, that file is imported first and only the second import is measured."""
+    db = folder / f"bench-{mode}-{how}-{path.stem}{'-warm' if warm else ''}.db"
     db.unlink(missing_ok=True)
-    res = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), str(path), str(db), mode, model, how],
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), str(path), str(db), mode, model, how,
+                          str(warm or "")], capture_output=True, text=True, check=True)
     peak, seconds = res.stdout.split()
     return int(peak), float(seconds)
 
@@ -154,19 +160,28 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        print(f"{'format':<16} {'file MB':>8} {'read x':>7} {'import x':>9} {'import RSS x':>13} {'import s':>9}  "
-              f"target <= {TARGET:g}x")
+        warm = folder / "warm_circuit-tracer.json"  # 20 features, 25 KB
+        warm.write_text(json.dumps(circuit_tracer_doc(random.Random(1), 20)))
+        print(f"{'format':<16} {'file MB':>8} {'read x':>7} {'import x':>9} {'import RSS x':>13} "
+              f"{'warm RSS x':>11} {'import s':>9}  target <= {TARGET:g}x")
         for fmt, path, model in make_files(folder, args.scale):
             size = path.stat().st_size
             read_peak, _ = measure(path, model, "read", folder, "trace")
             peak, _ = measure(path, model, "import", folder, "trace")
             rss, seconds = measure(path, model, "import", folder, "rss")  # timed without tracemalloc's cost
+            warm_rss, _ = measure(path, model, "import", folder, "rss", warm)
             worst = max(peak, rss) / size
-            verdict = "met" if worst <= TARGET else f"MISSED ({worst:.1f}x)"
+            verdict = "met" if worst <= TARGET else (
+                f"MISSED ({worst:.1f}x; {warm_rss / size:.1f}x after a first import)")
             print(f"{fmt:<16} {size / 2**20:>8.2f} {read_peak / size:>7.1f} {peak / size:>9.1f} {rss / size:>13.1f} "
-                  f"{seconds:>9.2f}  {verdict}")
+                  f"{warm_rss / size:>11.1f} {seconds:>9.2f}  {verdict}")
+        first, _ = measure(warm, "", "import", folder, "rss")
         print("x = peak memory / file size, over the whole read or import (tracemalloc: Python allocations; "
-              "RSS: growth of the peak resident set).")
+              "RSS: growth of the peak resident set; warm RSS: the same import after a first, tiny one in the "
+              "same process).")
+        print(f"The first write in a process costs a fixed {first / 2**20:.2f} MB of resident set whatever the "
+              f"file's size (the tiny {warm.stat().st_size / 1024:.0f} KB import alone), which weighs on the "
+              "smallest files' RSS figure.")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from typing import IO, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -300,7 +301,12 @@ def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None
         elif kind is NodeKind.INPUT and pos < len(tokens) and isinstance(tokens[pos], str):
             annotations.append(Annotation(AnnotationKind.LABEL, f'Input "{tokens[pos]}"', node=cid))
 
-    edges: list[Edge] = []
+    # Links are kept as three compact arrays while the file's bytes are still held (node numbers
+    # and weights: 16 bytes a link), and become `Edge`s only once the bytes are released, so the
+    # file and the edges are never in memory together.
+    number = {nid: i for i, nid in enumerate(ids)}
+    cids = list(ids.values())
+    sources, targets, weights = array("i"), array("i"), array("d")
     for i, link in enumerate(doc.items("links")):
         if not isinstance(link, dict):
             raise FormatError(f"{raw.display_name}: links[{i}] is not an object.")
@@ -317,8 +323,12 @@ def read(raw: RawFile, doc: JsonFile, model: str | None = None, task: str | None
                 "be finite numbers."
             )
         _record(_LinkDoc, link, raw, f"links[{i}]")
-        edges.append(Edge(ids[str(src)], ids[str(dst)], None, float(w)))
+        sources.append(number[str(src)])
+        targets.append(number[str(dst)])
+        weights.append(w)
     raw.release()
+    edges = [Edge(cids[s], cids[t], None, w) for s, t, w in zip(sources, targets, weights)]
+    del sources, targets, weights
 
     dropped = 0
     for group in _supernodes(raw, qparams.get("supernodes")):
