@@ -21,7 +21,9 @@ indirect object A and two subjects B and C, and the second clause has B and C gi
 A is still the only answer: "Then, Mary, John and Kelly went to the store. John and Kelly gave a
 drink to" -> Mary. ``order`` is where A stands among the three (``ABC``, ``BAC``, ``BCA``); the
 givers keep their first-clause order. A rule "the name that is not S2" cannot pass it: two names
-are not S2 there.
+are not S2 there. Its roles: ``IO`` at A, ``B1`` and ``C1`` at the givers' first mentions,
+``B2`` and ``C2`` at their mentions in the second clause (C, the last giver, is the wrong answer
+the metric compares against), ``END`` and slots.
 """
 
 from __future__ import annotations
@@ -139,11 +141,39 @@ def fill_third_name(template: str, names: tuple[str, str, str], givers: tuple[st
     ...                 ("Mary", "John", "Kelly"), ("John", "Kelly"), "store", "drink")
     'Then, Mary, John and Kelly went to the store. John and Kelly gave a drink to'
     """
+    return fill_third_name_marked(template, names, givers, place, obj)[0]
+
+
+_THIRD_RE = re.compile(r"\[(N|G|PLACE|OBJECT)\]")
+
+
+def fill_third_name_marked(template: str, names: tuple[str, str, str], givers: tuple[str, str],
+                           place: str, obj: str) -> tuple[str, dict[str, int]]:
+    """`fill_third_name`, and the character index of each name: ``n0``, ``n1``, ``n2`` (the first
+    clause's three names, in order) and ``g0``, ``g1`` (the two givers).
+
+    >>> fill_third_name_marked("[PLACE]: [B] and [A] met; [B] gave it to [A]", ("Ann", "Bob", "Cy"),
+    ...                        ("Bob", "Cy"), "Home", "x")
+    ('Home: Ann, Bob and Cy met; Bob and Cy gave it to', {'n0': 6, 'n1': 11, 'n2': 19, 'g0': 27, 'g1': 35})
+    """
     body = template[: template.rindex("[A]")].rstrip()
-    body = body.replace("[B] and [A]", "\0N", 1).replace("[B]", "\0G", 1)
-    body = body.replace("\0N", f"{names[0]}, {names[1]} and {names[2]}")
-    body = body.replace("\0G", f"{givers[0]} and {givers[1]}")
-    return body.replace("[PLACE]", place).replace("[OBJECT]", obj)
+    body = body.replace("[B] and [A]", "[N]", 1).replace("[B]", "[G]", 1)
+    pieces: dict[str, list[tuple[str, str | None]]] = {
+        "N": [(names[0], "n0"), (", ", None), (names[1], "n1"), (" and ", None), (names[2], "n2")],
+        "G": [(givers[0], "g0"), (" and ", None), (givers[1], "g1")],
+        "PLACE": [(place, None)], "OBJECT": [(obj, None)]}
+    out: list[str] = []
+    at: dict[str, int] = {}
+    size, last = 0, 0
+    for m in _THIRD_RE.finditer(body):
+        for text, key in [(body[last:m.start()], None), *pieces[m[1]]]:
+            if key is not None:
+                at[key] = size
+            out.append(text)
+            size += len(text)
+        last = m.end()
+    out.append(body[last:])
+    return "".join(out), at
 
 
 def _draws(n: int, seed: int, split: str, templates: str,
@@ -176,11 +206,14 @@ def third_name_examples(n: int, seed: int, split: str = "all", templates: str = 
         which = THIRD_NAME_ORDERS[1 + i % 3] if order == "mixed" else order
         names = tuple({"A": io, "B": b, "C": c}[k] for k in which)
         givers = tuple(x for x in names if x != io)
-        clean = fill_third_name(template, names, givers, place, obj)  # type: ignore[arg-type]
+        clean, at = fill_third_name_marked(template, names, givers, place, obj)  # type: ignore[arg-type]
+        firsts = iter(("B1", "C1"))
+        marks = tuple(("IO" if name == io else next(firsts), at[f"n{k}"]) for k, name in enumerate(names))
         x, y, z = rng.sample([x for x in NAMES if x not in (io, b, c)], 3)
         corrupt = fill_third_name(template, (x, y, z), (y, z) if which == "ABC" else
                                   (x, z) if which == "BAC" else (x, y), place, obj)
-        out.append(Example(clean, corrupt, io, givers[-1], meta={"order": which}))
+        out.append(Example(clean, corrupt, io, givers[-1], meta={"order": which},
+                           marks=marks + (("B2", at["g0"]), ("C2", at["g1"]))))
     return out
 
 

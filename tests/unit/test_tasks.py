@@ -129,6 +129,13 @@ def test_ioi_third_name_variant_is_well_posed(order: str, words_tok) -> None:
         assert not set(first_clause_names(e.corrupt)) & set(names)  # abc: three other names
     ds = get_task("ioi").build(words_tok, n=12, seed=1, variant="third-name", order=order)
     assert ds.clean.shape == ds.corrupt.shape and ds.spec["variant"] == "third-name"
+    for k in range(len(ds)):  # each name's role sits on that name: IO on A, B1/C1 and B2/C2 on the givers
+        at = {ds.role_names[int(r)]: t for t, r in enumerate(ds.role_ids[k]) if int(r) >= 0}
+        word = {role: words_tok.decode([int(ds.clean[k, at[role]])]).strip() for role in ("IO", "B1", "C1", "B2", "C2")}
+        assert word["IO"] == words_tok.decode([int(ds.answers[k])]).strip()
+        assert word["B1"] == word["B2"] != word["C1"] == word["C2"] == words_tok.decode([int(ds.wrong_answers[k])]).strip()
+        names = first_clause_names(words_tok.decode(ds.clean[k].tolist()))
+        assert at["IO"] < at["B2"] and names.index(word["IO"]) == order.index("A")
     for e in ioi.third_name_examples(40, 0, split="train", templates="train", order=order):
         names = first_clause_names(e.clean)
         assert not any(held_out(*sorted((e.answer, n))) for n in names if n != e.answer)
