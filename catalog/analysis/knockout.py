@@ -6,6 +6,8 @@ circuit (its top-k by |score| when asked; its MLPs too when asked) are ablated t
 the model runs task B's prompts; the cell is B's relative metric drop and its accuracy before
 and after. The ablation values come from B's own data (its counterfactual prompts by default),
 so a row measures what A's components contribute to B, not a transplant of A's activations.
+A position-resolved circuit is knocked out by its components, at every position (see
+`components`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from catalog.analysis.interventions import Target, edit_hooks, parse_target, pla
 from catalog.analysis.positions import locate
 from catalog.analysis.records import DamageCell, KnockoutMatrix, Outcome
 from catalog.errors import InvalidInputError
-from catalog.naming import NodeKind
+from catalog.naming import NodeKind, component_of
 from catalog.provenance import Ablation
 
 if TYPE_CHECKING:
@@ -26,16 +28,19 @@ if TYPE_CHECKING:
 
 
 def components(circuit: Any, top_k: int | None = None, with_mlps: bool = False) -> list[str]:
-    """The heads of a circuit (the `top_k` by |score| if given), plus its MLPs if asked."""
+    """The heads of a circuit (the `top_k` by |score| if given), plus its MLPs if asked.
+
+    A position-resolved circuit's nodes collapse to their components (``a1.h0@END`` and
+    ``a1.h0@S2`` are ``a1.h0``, ranked by its best node), ablated at every position: roles are a
+    task's own (IOI has no ``QOBJ``), so only components mean the same thing in every column.
+    """
     heads = [n for n in circuit.graph.circuit_nodes if n.kind is NodeKind.ATTENTION]
     heads.sort(key=lambda n: -abs(n.score or 0.0))
-    if top_k is not None:
-        if top_k < 1:
-            raise InvalidInputError(f"--top-k must be at least 1, got {top_k}.")
-        heads = heads[:top_k]
-    out = [n.id for n in heads]
+    if top_k is not None and top_k < 1:
+        raise InvalidInputError(f"--top-k must be at least 1, got {top_k}.")
+    out = list(dict.fromkeys(component_of(n.id) for n in heads))[:top_k]
     if with_mlps:
-        out += [n.id for n in circuit.graph.circuit_nodes if n.kind is NodeKind.MLP]
+        out += dict.fromkeys(component_of(n.id) for n in circuit.graph.circuit_nodes if n.kind is NodeKind.MLP)
     return out
 
 

@@ -54,6 +54,27 @@ def test_the_knockout_diagonal_shows_damage(cat, loaded):
     assert len(m.cell("random-4", "ioi").components) == 8  # two sets of four heads
 
 
+def test_position_resolved_circuits_knock_out_by_component(tmp_path, loaded):
+    """Roles are a task's own (IOI has no QOBJ): each row ablates its circuit's components, the
+    same set in every column, ranked by their best node."""
+    from catalog.analysis.knockout import knockout
+    from catalog.store import Catalog
+
+    cat = Catalog.open(str(tmp_path / "positions.db"))
+    scored = {"ioi": {"a0.h1@S2": 3.0, "a1.h0@END": 2.0, "a1.h0@S2": 1.5, "m0@S2": 4.0},
+              "colored-objects": {"a0.h3@QOBJ": 3.0, "a1.h1@END": 2.0, "m0@QOBJ": 4.0}}
+    for task, scores in scored.items():
+        graph = CircuitGraph.build(loaded.shape, list(scores), node_scores=scores)
+        cat.add(Circuit(graph=graph, task=task, provenance=Provenance(source=Source.IMPORT)))
+    m = knockout(cat, ["ioi", "colored-objects"], n=16, loaded=loaded)
+    for measured in m.tasks:
+        assert m.cell("ioi", measured).components == ("a0.h1", "a1.h0")
+        assert m.cell("colored-objects", measured).components == ("a0.h3", "a1.h1")
+    assert knockout(cat, ["colored-objects", "ioi"], top_k=1, with_mlps=True, n=16,
+                    loaded=loaded).cell("ioi", "ioi").components == ("a0.h1", "m0")
+    assert m.cell("ioi", "ioi").metric_drop > 0.1
+
+
 def test_ablating_mlp0_at_s2_takes_ioi_to_chance_and_is_stored(cat, loaded):
     from catalog.analysis.interventions import intervene
 
