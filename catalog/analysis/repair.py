@@ -30,11 +30,14 @@ if TYPE_CHECKING:
     import torch
 
 def wrong_answer_roles(task: str, names: Sequence[str]) -> tuple[str, ...]:
-    """The roles of a task's prompts that hold a wrong answer: IOI's subject mentions, Colored
-    Objects' colors other than the asked object's (``ALT_COLOR``, ``OPT_COLOR``, ``OPT2_COLOR``...).
+    """The roles of a task's prompts that hold a wrong answer: IOI's subject mentions (both givers'
+    in the third-name variant), Colored Objects' colors other than the asked object's
+    (``ALT_COLOR``, ``OPT_COLOR``, ``OPT2_COLOR``...).
 
     >>> wrong_answer_roles("colored-objects", ("COLOR", "OBJ", "ALT_COLOR", "OPT_COLOR", "QOBJ", "END"))
     ('ALT_COLOR', 'OPT_COLOR')
+    >>> wrong_answer_roles("ioi", ("BOS", "IO", "B1", "C1", "B2", "C2", "END"))
+    ('B1', 'C1', 'B2', 'C2')
     """
     if task == "colored-objects":
         return tuple(r for r in names if r.endswith("_COLOR") and "+" not in r)
@@ -47,7 +50,7 @@ def wrong_answer_roles(task: str, names: Sequence[str]) -> tuple[str, ...]:
 
 
 #: Roles holding a wrong answer, for tasks whose roles name it directly.
-WRONG_ANSWER_ROLES: dict[str, tuple[str, ...]] = {"ioi": ("S1", "S2")}
+WRONG_ANSWER_ROLES: dict[str, tuple[str, ...]] = {"ioi": ("S1", "S2", "B1", "C1", "B2", "C2")}
 
 
 def end_attention(pattern: torch.Tensor, roles: dict[str, torch.Tensor], names: Sequence[str]) -> dict[str, float]:
