@@ -118,8 +118,7 @@ def _pct(x: float) -> str:
 def render_roles(r: RoleReport) -> None:
     """The roles table: each head's END attention by role, DLA, copy score and label."""
     d = r.dataset
-    opts = "".join(f":{k}={v}" for k, v in d.options.items())
-    console.print(f"head roles of circuit {r.circuit_id} ({r.model}), measured on {d.task}{opts} "
+    console.print(f"head roles of circuit {r.circuit_id} ({r.model}), measured on {d.name} "
                   f"({d.n} examples, seed {d.seed}); clean mean metric {fmt_score(r.metric_clean)}")
     out = table("head", *[f"END->{k}" for k in r.roles], "DLA", "copy", "label")
     for h in r.heads:
@@ -138,7 +137,7 @@ def render_intervention(r: InterventionResult) -> None:
     edits = [f"ablate {x} ({r.ablation})" for x in r.ablate]
     edits += [f"patch {x} from {r.patch_from or 'the counterfactual prompts'}" for x in r.patch]
     edits += [f"scale {x} x{f:g}" for x, f in r.scale.items()]
-    console.print(f"{'; '.join(edits)} on {d.task} ({d.n} examples, seed {d.seed}, {r.model})")
+    console.print(f"{'; '.join(edits)} on {d.name} ({d.n} examples, seed {d.seed}, {r.model})")
     out = table("", "metric", "accuracy")
     out.add_row("before", fmt_score(r.before.metric), _pct(r.before.accuracy))
     out.add_row("after", fmt_score(r.after.metric), _pct(r.after.accuracy))
@@ -148,8 +147,7 @@ def render_intervention(r: InterventionResult) -> None:
 
 
 def render_repair(r: RepairResult) -> None:
-    console.print(f"repair {r.failing.task}{_opts(r.failing.options)} from {r.working.task}"
-                  f"{_opts(r.working.options)} on {r.model}")
+    console.print(f"repair {r.failing.name} from {r.working.name} on {r.model}")
     console.print(f"steered heads attend uniformly from END to {', '.join(r.steered_to)}")
     out = table("head", f"END->wrong on {r.working.task}", f"END->wrong on {r.failing.task}", "accuracy alone")
     for c in r.candidates:
@@ -159,10 +157,6 @@ def render_repair(r: RepairResult) -> None:
     console.print(f"on {r.failing.n} prompts (seed {r.failing.seed}): accuracy "
                   f"{_pct(r.before.accuracy)} -> {_pct(r.after.accuracy)}, metric {fmt_score(r.before.metric)} -> "
                   f"{fmt_score(r.after.metric)}; the working task: {_pct(r.working_outcome.accuracy)}")
-
-
-def _opts(options: dict[str, object]) -> str:
-    return "".join(f":{k}={v}" for k, v in options.items())
 
 
 def _roles(masses: dict[str, float]) -> str:

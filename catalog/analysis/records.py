@@ -33,6 +33,15 @@ class DatasetRef(_Record):
     seed: int
     dataset_hash: str
 
+    @property
+    def name(self) -> str:
+        """The task as the command line names it, options included.
+
+        >>> DatasetRef(task="ioi", options={"variant": "third-name"}, n=8, seed=0, dataset_hash="").name
+        'ioi:variant=third-name'
+        """
+        return self.task + "".join(f":{k}={v}" for k, v in self.options.items())
+
 
 class Composition(_Record):
     """Elhage et al.'s composition score of an upstream head's OV into this head's q, k or v."""
