@@ -149,7 +149,7 @@ def render_intervention(r: InterventionResult) -> None:
 def render_repair(r: RepairResult) -> None:
     console.print(f"repair {r.failing.name} from {r.working.name} on {r.model}")
     console.print(f"steered heads attend uniformly from END to {', '.join(r.steered_to)}")
-    out = table("head", f"END->wrong on {r.working.task}", f"END->wrong on {r.failing.task}", "accuracy alone")
+    out = table("head", f"END->wrong on {r.working.name}", f"END->wrong on {r.failing.name}", "accuracy alone")
     for c in r.candidates:
         out.add_row(c.node, _roles(c.working), _roles(c.failing), _pct(c.accuracy))
     console.print(out)
