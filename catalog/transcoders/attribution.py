@@ -16,8 +16,8 @@ contributions from the *sources* (token + position embeddings per position, acti
 error nodes) plus the biases (attention's value and output biases, normalisation offsets,
 decoder and encoder biases, the unembedding bias). The direct contribution (edge weight) of a
 source into a target is the gradient of the target with respect to the residual stream at the
-source's write position, dotted with what the source writes. The gradients are computed by one
-batched backward sweep through the frozen linear model, all targets at once; nothing flows
+source's write position, dotted with what the source writes. The gradients are computed by
+batched backward sweeps through the frozen linear model, a layer's targets at a time; nothing flows
 through MLPs (their outputs are constants and frozen feature activations) or through attention
 patterns (frozen), only along the residual stream and attention's value-output paths.
 
@@ -240,6 +240,17 @@ class _Weights:
         x = torch.einsum("rhke,hde->rkd", a, self.W_V[layer])
         return self.norm_grad(x * w, scale)
 
+    def attention_backward_from(self, layer: int, g: torch.Tensor, positions: torch.Tensor, pattern: torch.Tensor,
+                                scale: torch.Tensor) -> torch.Tensor:
+        """`attention_backward` of gradients each at one position: ``g`` [R, d] at ``positions``
+        [R] of attention's output gives [R, T, d] at its input (T: the pattern's key positions),
+        without the products over the other, zero, query positions."""
+        w, _ = self.ln1[layer]
+        a = torch.einsum("rd,hed->rhe", g, self.W_O[layer])
+        a = torch.einsum("rhe,hde->rhd", a, self.W_V[layer])
+        x = torch.einsum("hrk,rhd->rkd", pattern[:, positions], a)
+        return self.norm_grad(x * w, scale)
+
 
 def _double(tc: Transcoder) -> Transcoder:
     out = Transcoder(tc.d_model, tc.n_features, tc.k, tc.activation)
@@ -283,6 +294,37 @@ def replacement_forward(weights: _Weights, state: FrozenState,
 # --- attribution ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _LayerSources:
+    """One layer's active features as sources, padded per position for a batched product.
+
+    The layer's features are numbered ``first, first + 1, ...`` in position order; ``upto[p]`` of
+    them sit before position ``p``. ``writes`` [T, K, d] holds what each writes (``activation *
+    W_dec[i]``) at its position, in slot ``flat % K`` of row ``flat // K`` (zero padding past a
+    position's K <= k features), so ``g`` [R, T, d] dotted with all of them is one
+    ``einsum("rtd,tkd->rtk")`` read back at ``flat``.
+    """
+
+    first: int
+    upto: list[int]
+    flat: torch.Tensor
+    writes: torch.Tensor
+
+
+def _layer_sources(tc: Transcoder, acts: torch.Tensor, active: torch.Tensor, first: int) -> _LayerSources:
+    """`_LayerSources` for a layer's activations ``acts`` [T, n_features], whose non-zero entries
+    are at ``active`` [F, 2] (position, index), in row-major order."""
+    pos, idx = active.unbind(1)
+    t = acts.shape[0]
+    counts = torch.bincount(pos, minlength=t)
+    upto = [0] + counts.cumsum(0).tolist()
+    k = max(1, int(counts.max())) if len(pos) else 1
+    slot = torch.arange(len(pos)) - torch.tensor(upto[:-1], dtype=torch.long)[pos]
+    writes = torch.zeros(t, k, tc.d_model, dtype=torch.float64)
+    writes[pos, slot] = acts[pos, idx][:, None] * tc.W_dec[idx]
+    return _LayerSources(first=first, upto=upto, flat=pos * k + slot, writes=writes)
+
+
 def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, position: int | None = None,
               direction: torch.Tensor | None = None) -> Attribution:
     """The full attribution graph of one prompt.
@@ -305,9 +347,14 @@ def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, posi
         direction[int(state.real_logits[position].argmax())] = 1.0
     direction = _host(direction)
 
-    features = [(layer, int(p), int(i)) for layer, acts in enumerate(run["acts"])
-                for p, i in torch.nonzero(acts > 0).tolist()]
-    activations = torch.tensor([float(run["acts"][lay][p, i]) for lay, p, i in features], dtype=torch.float64)
+    # Features are numbered layer by layer, then by position, then by index (`nonzero` is row-major).
+    active = [torch.nonzero(acts > 0) for acts in run["acts"]]  # [F_l, 2]: (position, index)
+    where = torch.cat([torch.cat([torch.full((len(a), 1), layer), a], 1) for layer, a in enumerate(active)])
+    features = [(layer, p, i) for layer, p, i in where.tolist()]
+    sources = [_layer_sources(weights.tc[layer], acts, active[layer], sum(map(len, active[:layer])))
+               for layer, acts in enumerate(run["acts"])]
+    lay, pos, idx = where.unbind(1)
+    activations = torch.stack(run["acts"])[lay, pos, idx]
     n_layers = len(weights.tc)
     errors = [(layer, p) for layer in range(n_layers) for p in range(t)]
     error_vecs = torch.stack(run["errors"])  # [n_layers, T, d]
@@ -316,68 +363,90 @@ def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, posi
     adjacency = torch.zeros(n, n, dtype=torch.float64)
     bias = torch.zeros(n, dtype=torch.float64)
     values = torch.zeros(n, dtype=torch.float64)
-    for row, (lay, p, i) in enumerate(features):
-        values[n_in + row] = run["pre"][lay][p, i]
+    values[n_in:n_in + n_f] = torch.stack(run["pre"])[lay, pos, idx]
     values[-1] = run["logits"][position] @ direction
 
-    targets = list(range(n_in, n_in + n_f)) + [n - 1]
-    for first in range(0, len(targets), CHUNK):
-        rows = targets[first:first + CHUNK]
-        adj, b = _backward(weights, state, run, features, activations, error_vecs, direction, position, rows, n_in)
-        adjacency[rows, :n_in + n_f + n_e] = adj
-        bias[rows] = b
+    sweep = _Sweep(weights, state, sources, error_vecs, where)
+    # One sweep per chunk of a layer's features (numbered together, by position, so a sweep starts
+    # at their layer and stops at their last position: nothing above or after them reaches them),
+    # and one for the target logit. Each writes its rows of the adjacency in place.
+    for source in sources:
+        last = source.first + source.upto[-1]
+        for first in range(source.first, last, CHUNK):
+            rows = slice(n_in + first, n_in + min(first + CHUNK, last))
+            sweep.features(range(first, min(first + CHUNK, last)), adjacency[rows, :n - 1], bias[rows])
+    wf, bf = weights.ln_final
+    u = weights.W_U @ direction
+    sweep.logit(position, weights.norm_grad(u * wf, state.ln_final[position]), adjacency[n - 1:, :n - 1],
+                bias[n - 1:])
+    bias[-1] += bf @ u + weights.b_U @ direction
     return Attribution(tokens=state.tokens, position=position, direction=direction, features=tuple(features),
                        activations=activations, errors=tuple(errors),
                        error_norms=error_vecs.reshape(-1, error_vecs.shape[-1]).norm(dim=-1), adjacency=adjacency,
                        bias=bias, values=values, replacement_logits=run["logits"], real_logits=state.real_logits)
 
 
-def _backward(weights: _Weights, state: FrozenState, run: dict[str, Any], features: list[tuple[int, int, int]],
-              activations: torch.Tensor, error_vecs: torch.Tensor, direction: torch.Tensor, position: int,
-              rows: list[int], n_in: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Direct contributions into the target nodes `rows` from every source, and their bias totals.
+class _Sweep:
+    """Backward sweeps through one prompt's frozen linear model, each for a batch of targets.
 
-    One sweep from the last layer down: ``g`` [R, T, d] is each target's gradient with respect to
-    the residual stream after the current layer. A layer's features and errors, written there, are
-    read off it; then the layer's own targets are seeded (they read the stream before this layer's
-    MLP writes), attention's bias write is read off, and ``g`` goes back through attention.
+    A sweep carries ``g`` [R, t, d], each target's gradient with respect to the residual stream,
+    from the targets' layer down to the embeddings, only over the positions ``t`` up to the last
+    target's (attention is causal). Going down a layer, the sources its MLP wrote (active features,
+    error nodes) are read off ``g``, then attention's bias write, then ``g`` goes back through
+    attention. Each sweep fills its targets' rows of the adjacency (``out`` [R, sources]) and bias.
     """
-    n_layers, t, d = error_vecs.shape
-    n_f = len(features)
-    r = len(rows)
-    logit_row = n_in + n_f + n_layers * t  # the last node
-    g = torch.zeros(r, t, d, dtype=torch.float64)
-    out = torch.zeros(r, n_in + n_f + n_layers * t, dtype=torch.float64)
-    bias = torch.zeros(r, dtype=torch.float64)
-    by_layer: dict[int, list[int]] = {}
-    for j, (lay, _, _) in enumerate(features):
-        by_layer.setdefault(lay, []).append(j)
-    target_of = {row: k for k, row in enumerate(rows)}
-    if logit_row in target_of:
-        k = target_of[logit_row]
-        wf, bf = weights.ln_final
-        u = weights.W_U @ direction
-        g[k, position] = weights.norm_grad(u * wf, state.ln_final[position])
-        bias[k] += bf @ u + weights.b_U @ direction
-    for layer in range(n_layers - 1, -1, -1):
-        tc = weights.tc[layer]
-        js = by_layer.get(layer, [])
-        if js:  # sources: this layer's active features, each writing activation * W_dec[i] at its position
-            pos = torch.tensor([features[j][1] for j in js])
-            idx = torch.tensor([features[j][2] for j in js])
-            writes = activations[js][:, None] * tc.W_dec[idx]  # [F_l, d]
-            out[:, [n_in + j for j in js]] = torch.einsum("rfd,fd->rf", g[:, pos], writes)
-        first_err = n_in + n_f + layer * t
-        out[:, first_err:first_err + t] = torch.einsum("rtd,td->rt", g, error_vecs[layer])
-        bias += torch.einsum("rtd,d->r", g, tc.b_dec)
-        for j in js:  # this layer's targets read the stream before its MLP
-            row = target_of.get(n_in + j)
-            if row is None:
-                continue
-            _, p, i = features[j]
-            g[row, p] += weights.norm_grad(tc.W_enc[:, i], state.ln2[layer, p])
-            bias[row] += tc.b_enc[i]
-        bias += torch.einsum("rtd,td->r", g, weights.attention_bias(layer, state.patterns[layer]))
-        g = g + weights.attention_backward(layer, g, state.patterns[layer], state.ln1[layer])
-    out[:, :n_in] = torch.einsum("rtd,td->rt", g, state.embed)
-    return out, bias
+
+    def __init__(self, weights: _Weights, state: FrozenState, sources: list[_LayerSources],
+                 error_vecs: torch.Tensor, where: torch.Tensor) -> None:
+        self.weights, self.state, self.sources, self.error_vecs, self.where = (
+            weights, state, sources, error_vecs, where)
+        self.n_in = len(state.tokens)
+        self.first_error = self.n_in + len(where)
+        self.attention_bias = torch.stack([weights.attention_bias(layer, state.patterns[layer])
+                                           for layer in range(len(weights.tc))])
+
+    def features(self, targets: range, out: torch.Tensor, bias: torch.Tensor) -> None:
+        """Sweep for the features `targets` (all in one layer, numbered by position): each reads
+        the stream before its layer's MLP, ``x @ W_enc[:, i] + b_enc[i]`` with ``x`` normalised."""
+        lay, pos, idx = self.where[targets.start:targets.stop].unbind(1)
+        layer = int(lay[0])
+        tc = self.weights.tc[layer]
+        t = int(pos.max()) + 1
+        seed = self.weights.norm_grad(tc.W_enc[:, idx].T, self.state.ln2[layer, pos])  # [R, d]
+        g = torch.zeros(len(targets), t, tc.d_model, dtype=torch.float64)
+        g[torch.arange(len(targets)), pos] = seed
+        bias += tc.b_enc[idx] + (seed * self.attention_bias[layer, pos]).sum(1)
+        g += self.weights.attention_backward_from(layer, seed, pos, self.state.patterns[layer, :, :t, :t],
+                                                  self.state.ln1[layer, :t])
+        self._down(g, layer - 1, out, bias)
+
+    def logit(self, position: int, seed: torch.Tensor, out: torch.Tensor, bias: torch.Tensor) -> None:
+        """Sweep for the target logit, whose gradient at the top of the stream is `seed` [d] at
+        `position` (its bias is the caller's)."""
+        g = torch.zeros(1, position + 1, len(seed), dtype=torch.float64)
+        g[0, position] = seed
+        self._down(g, len(self.weights.tc) - 1, out, bias)
+
+    def _down(self, g: torch.Tensor, top: int, out: torch.Tensor, bias: torch.Tensor) -> None:
+        """Carry `g`, at the top of layer `top` (-1: at the embeddings), down to the embeddings,
+        reading off every source on the way."""
+        t = g.shape[1]
+        for layer in range(top, -1, -1):
+            self._read_mlp(layer, g, out, bias)
+            bias += torch.einsum("rtd,td->r", g, self.attention_bias[layer, :t])
+            g = g + self.weights.attention_backward(layer, g, self.state.patterns[layer, :, :t, :t],
+                                                    self.state.ln1[layer, :t])
+        out[:, :t] = torch.einsum("rtd,td->rt", g, self.state.embed[:t])
+
+    def _read_mlp(self, layer: int, g: torch.Tensor, out: torch.Tensor, bias: torch.Tensor) -> None:
+        """Read off what `layer`'s MLP writes (its active features, error nodes and decoder bias)."""
+        r, t, _ = g.shape
+        src = self.sources[layer]
+        n_here = src.upto[t]  # the layer's features before position t (the rest receive nothing)
+        if n_here:
+            dots = torch.einsum("rtd,tkd->rtk", g, src.writes[:t]).reshape(r, -1)
+            first = self.n_in + src.first
+            out[:, first:first + n_here] = dots[:, src.flat[:n_here]]
+        first = self.first_error + layer * self.n_in
+        out[:, first:first + t] = torch.einsum("rtd,td->rt", g, self.error_vecs[layer, :t])
+        bias += torch.einsum("rtd,d->r", g, self.weights.tc[layer].b_dec)

@@ -43,7 +43,7 @@ def normalised(adjacency: torch.Tensor) -> torch.Tensor:
     [[0.0, 0.0], [0.75, 0.25]]
     """
     a = adjacency.abs()
-    return a / a.sum(1, keepdim=True).clamp_min(1e-30)
+    return a.div_(a.sum(1, keepdim=True).clamp_min(1e-30))  # in place: a graph's matrix can be large
 
 
 def influence(a: torch.Tensor, target: int) -> torch.Tensor:
@@ -70,7 +70,7 @@ def _smallest_covering(scores: torch.Tensor, share: float) -> torch.Tensor:
     total = float(scores.sum())
     if total <= 0:
         return keep
-    order = scores.argsort(descending=True)
+    order = scores.argsort(descending=True, stable=True)  # ties: the first in node order first
     cumulative = scores[order].cumsum(0) / total
     n = int((cumulative < share).sum()) + 1  # up to and including the one that reaches the share
     keep[order[:min(n, len(order))]] = True
@@ -83,27 +83,31 @@ def prune(graph: Attribution, node_threshold: float = NODE_THRESHOLD,
     for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
         if not 0.0 < value <= 1.0:
             raise InvalidInputError(f"{name} must be in (0, 1], got {value}.")
-    a = normalised(graph.adjacency)
     logit = graph.logit_index
-    full = influence(a, logit)
-    nodes = torch.ones(graph.n_nodes, dtype=torch.bool)
+    full = influence(normalised(graph.adjacency), logit)
     first, last = graph.n_inputs, graph.n_inputs + len(graph.features)
-    nodes[first:last] = _smallest_covering(full[first:last], node_threshold)
-
-    kept = graph.adjacency * nodes[:, None] * nodes[None, :]
-    a = normalised(kept)
-    weight = influence(a, logit)
-    weight[logit] = 1.0
+    features = _smallest_covering(full[first:last], node_threshold).nonzero()[:, 0] + first
+    # Stages 2 and 3 on the kept nodes only (in node order): every other node's row and column
+    # of the full matrix would be zero.
+    kept = torch.cat([torch.arange(first), features, torch.arange(last, graph.n_nodes)])
+    sub = graph.adjacency[kept][:, kept]
+    a = normalised(sub)
+    weight = influence(a, len(kept) - 1)
+    weight[-1] = 1.0
     scores = a * weight[:, None]
-    edges = _smallest_covering(scores.flatten(), edge_threshold).reshape(scores.shape) & (kept != 0)
+    edges = _smallest_covering(scores.flatten(), edge_threshold).reshape(scores.shape) & (sub != 0)
 
     # Drop what no longer reaches the logit (walk back from it along kept edges).
-    alive = torch.zeros(graph.n_nodes, dtype=torch.bool)
-    alive[logit] = True
+    alive = torch.zeros(len(kept), dtype=torch.bool)
+    alive[-1] = True
     frontier = alive.clone()
     while bool(frontier.any()):
         reached = edges[frontier].any(0) & ~alive
         alive |= reached
         frontier = reached
     edges &= alive[:, None] & alive[None, :]
-    return Pruned(nodes=alive, edges=edges, influence=full)
+    nodes = torch.zeros(graph.n_nodes, dtype=torch.bool)
+    nodes[kept[alive]] = True
+    full_edges = torch.zeros(graph.n_nodes, graph.n_nodes, dtype=torch.bool)
+    full_edges[kept[:, None], kept[None, :]] = edges
+    return Pruned(nodes=nodes, edges=full_edges, influence=full)
