@@ -19,7 +19,7 @@ from catalog.analysis import context
 from catalog.analysis.interventions import Target, edit_hooks, parse_target, plan
 from catalog.analysis.positions import locate
 from catalog.analysis.records import DamageCell, KnockoutMatrix, Outcome
-from catalog.errors import InvalidInputError
+from catalog.errors import InvalidInputError, NotFoundError
 from catalog.naming import NodeKind, component_of
 from catalog.provenance import Ablation
 
@@ -49,7 +49,9 @@ def knockout(cat: Catalog, tasks: Sequence[str], model: str | None = None, top_k
              n: int = context.DEFAULT_N, seed: int = 0, device: str | None = None,
              loaded: Any = None, controls: int = 0) -> KnockoutMatrix:
     """The damage matrix over `tasks` (task names, optionally with options: ``ioi``,
-    ``colored-objects:n_objects=5``); each row ablates the newest circuit of that task's name.
+    ``colored-objects:n_objects=5``); each row ablates the newest circuit of that task's name,
+    options included (``ioi:variant=third-name``), or of its plain name when none was stored with
+    those options.
 
     With `controls` > 0, a row ``random-K`` per distinct number K of heads a row ablates: the mean
     damage of `controls` sets of K heads drawn at random (seeded) from the whole model, the
@@ -63,7 +65,7 @@ def knockout(cat: Catalog, tasks: Sequence[str], model: str | None = None, top_k
         ablation = Ablation(ablation)
     except ValueError:
         raise InvalidInputError(f"Unknown ablation '{ablation}'; use counterfactual, mean or zero.") from None
-    circuits = {t: cat.get(cat.resolve(context.parse_task_ref(t)[0], model=model)) for t in tasks}
+    circuits = {t: cat.get(_resolve(cat, t, model)) for t in tasks}
     names = {c.graph.shape.name for c in circuits.values()}
     if len(names) > 1:
         raise InvalidInputError(f"The circuits are over different models ({', '.join(sorted(names))}); "
@@ -103,6 +105,23 @@ def knockout(cat: Catalog, tasks: Sequence[str], model: str | None = None, top_k
     return KnockoutMatrix(model=shape.name, ablation=ablation.value, n=n, seed=seed, tasks=tuple(tasks),
                           circuits={t: int(c.id) for t, c in circuits.items() if c.id is not None},
                           cells=tuple(cells), controls=tuple(random_sets))
+
+
+def _resolve(cat: Catalog, task: str, model: str | None) -> int:
+    """The newest circuit stored under `task` with its options (``ioi:variant=third-name``), or,
+    when there is none, under its plain name (a Colored Objects circuit for
+    ``colored-objects:n_objects=5``)."""
+    from catalog.tasks import get_task
+    from catalog.tasks.base import task_name
+
+    slug, options = context.parse_task_ref(task)
+    spec = get_task(slug)
+    try:
+        return cat.resolve(task_name(spec.slug, spec, options), model=model)
+    except NotFoundError:
+        if not options:
+            raise
+        return cat.resolve(spec.slug, model=model)
 
 
 def _drop(before: float, after: float) -> float:

@@ -75,6 +75,19 @@ def test_position_resolved_circuits_knock_out_by_component(tmp_path, loaded):
     assert m.cell("ioi", "ioi").metric_drop > 0.1
 
 
+def test_a_task_with_options_knocks_out_its_own_circuit(cat, loaded):
+    """``ioi:variant=third-name`` is its own task in the catalog: its row ablates its circuit, not
+    plain IOI's; options with no circuit of their own fall back to the plain task's."""
+    from catalog.analysis.knockout import knockout
+
+    graph = CircuitGraph.build(loaded.shape, ["a0.h2@C1", "a1.h3@END"], node_scores={"a0.h2@C1": 2.0, "a1.h3@END": 1.0})
+    cat.add(Circuit(graph=graph, task="ioi:variant=third-name", provenance=Provenance(source=Source.IMPORT)))
+    m = knockout(cat, ["ioi", "ioi:variant=third-name", "ioi:counterfactual=s2"], n=8, loaded=loaded)
+    assert m.cell("ioi", "ioi").components == tuple(HEADS["ioi"])
+    assert m.cell("ioi:variant=third-name", "ioi").components == ("a0.h2", "a1.h3")
+    assert m.cell("ioi:counterfactual=s2", "ioi").components == tuple(HEADS["ioi"])
+
+
 def test_ablating_mlp0_at_s2_takes_ioi_to_chance_and_is_stored(cat, loaded):
     from catalog.analysis.interventions import intervene
 
