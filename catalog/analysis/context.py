@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from catalog.analysis.records import DatasetRef, Outcome
 from catalog.errors import InvalidInputError
+from catalog.tasks.base import parse_task_ref
 
 if TYPE_CHECKING:
     import torch
@@ -21,29 +22,6 @@ DEFAULT_N = 128
 DEFAULT_BATCH_SIZE = 64
 
 Hook = tuple[str, Callable[..., Any]]
-
-
-def parse_task_ref(text: str) -> tuple[str, dict[str, Any]]:
-    """``(slug, options)`` from ``TASK`` or ``TASK:key=value,key=value``; integers become ints.
-
-    >>> parse_task_ref("colored-objects:n_objects=5")
-    ('colored-objects', {'n_objects': 5})
-    >>> parse_task_ref("ioi")
-    ('ioi', {})
-    """
-    slug, _, rest = text.strip().partition(":")
-    options: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip() or not value.strip():
-            raise InvalidInputError(
-                f"'{text}': task options are key=value pairs after a colon, e.g. colored-objects:n_objects=5."
-            )
-        value = value.strip()
-        options[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
-    if not slug:
-        raise InvalidInputError(f"'{text}' names no task; use e.g. ioi or colored-objects:n_objects=5.")
-    return slug, options
 
 
 def format_task_ref(slug: str, options: dict[str, Any]) -> str:

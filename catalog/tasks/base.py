@@ -283,7 +283,9 @@ def parse_task_ref(ref: str) -> tuple[str, dict[str, Any]]:
                             "ioi:counterfactual=s2-swap.")
         value = value.strip()
         options[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
-    return slug, options
+    if not slug.strip():
+        raise TaskError(f"'{ref}' names no task; write e.g. ioi or colored-objects:n_objects=5.")
+    return slug.strip(), options
 
 
 def task_name(slug: str, spec: TaskSpec, options: Mapping[str, Any]) -> str:

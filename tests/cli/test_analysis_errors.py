@@ -37,7 +37,7 @@ def _circuit(task: str) -> Circuit:
     (["reuse", "--knockout", "ioi", "--controls", "-1"], "--controls must be 0 or more"),
     (["repair", "--task", "colored-objects:n_objects=5", "--from", "colored-objects", "--together"],
      "give them with --head"),
-    (["repair", "--task", "colored-objects:n_objects", "--from", "colored-objects"], "key=value pairs"),
+    (["repair", "--task", "colored-objects:n_objects", "--from", "colored-objects"], "is not key=value"),
 ])
 def test_bad_input_gives_one_line(cli, catalog_with, args, message):
     catalog_with(_circuit("ioi"))
