@@ -8,12 +8,19 @@ loads the model once and runs the 8 discoveries in turn (as `catalog discover` d
 the pool and Ray run the same cells with `--workers` workers, each loading the model once. Ray
 needs a PostgreSQL catalog (`--pg`, or $CATALOG_TEST_POSTGRES_URL); without one its row is skipped.
 Target: the pool and Ray at most 0.65 of the sequential time with two workers on two cores.
+
+The sequential run computes with torch's default threads (one per core), so it already uses both
+cores inside each matrix product. A second sequential run with one thread, in a fresh process so
+that it pays the same imports, shows how much of that: the pool's ratio against it is what
+running cells side by side gains over running them one by one on one core.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +29,7 @@ from catalog import jobs
 from catalog.models import load_model
 from catalog.store import Catalog
 from catalog.sweeps import SweepSpec, sweep
+from catalog.sweeps.executors import THREAD_VARIABLES
 
 
 def sequential(spec: SweepSpec, db: str) -> float:
@@ -50,13 +58,23 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--pg", default=os.environ.get("CATALOG_TEST_POSTGRES_URL"))
     ap.add_argument("--ray-address", default=os.environ.get("CATALOG_TEST_RAY_ADDRESS"))
+    ap.add_argument("--sequential-threads", type=int, default=None, help=argparse.SUPPRESS)  # the child run
     args = ap.parse_args()
+    if args.sequential_threads:  # torch reads the thread count from the environment when it loads
+        with tempfile.TemporaryDirectory() as tmp:
+            print(sequential(SweepSpec(tasks=("ioi", "colored-objects"), methods=("eap", "eap-ig"), seeds=(0, 1),
+                                       n=args.n), str(Path(tmp) / "seq1.db")))
+        return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     spec = SweepSpec(tasks=("ioi", "colored-objects"), methods=("eap", "eap-ig"), seeds=(0, 1), n=args.n)
     print(f"8 discoveries ({', '.join(spec.tasks)} x {', '.join(spec.methods)} x seeds 0, 1; n={args.n}), "
           f"embedded model, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         rows = [("sequential, one process", sequential(spec, str(Path(tmp) / "seq.db")))]
+        env = dict(os.environ, **{var: "1" for var in THREAD_VARIABLES})
+        one = subprocess.run([sys.executable, __file__, "--sequential-threads", "1", "--n", str(args.n)],
+                             capture_output=True, text=True, check=True, env=env)
+        rows.append(("sequential, one process, one thread", float(one.stdout.split()[-1])))
         rows.append((f"process pool, {args.workers} workers",
                      swept(spec, str(Path(tmp) / "pool.db"), "pool", args.workers, None)))
         if args.pg:
@@ -67,9 +85,9 @@ def main() -> None:
                              swept(spec, url, "ray", args.workers, args.ray_address)))
         else:
             print("Ray: skipped (it writes to PostgreSQL: give --pg or set CATALOG_TEST_POSTGRES_URL)")
-    base = rows[0][1]
+    base, single = rows[0][1], rows[1][1]
     for name, wall in rows:
-        print(f"  {name:38s} {wall:7.1f} s   ratio {wall / base:.2f}")
+        print(f"  {name:38s} {wall:7.1f} s   ratio {wall / base:.2f}   against one thread {wall / single:.2f}")
     print("target: pool and Ray at most 0.65 of sequential")
 
 
