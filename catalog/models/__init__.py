@@ -24,8 +24,9 @@ DEFAULT_MODEL_NAME = "catalog-default"
 #: Where the deeper embedded model ships, and its name (``--model catalog-deep``).
 DEEP_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "deep_model"
 DEEP_MODEL_NAME = "catalog-deep"
-#: Training seeds shipped beside seed 0 of the default recipe, for questions across models trained
-#: the same way (``--model catalog-default-seed1``; `seed_variant` names their folders).
+#: Training seeds shipped beside seed 0 of each recipe, for questions across models trained the
+#: same way (``--model catalog-default-seed1``, ``catalog-deep-seed1``, grown from
+#: ``catalog-default-seed1``; `seed_variant` names their folders).
 EXTRA_SEEDS = (1, 2)
 
 
@@ -46,6 +47,7 @@ def seed_variant(name: str, folder: Path, seed: int) -> tuple[str, Path]:
 EMBEDDED_MODELS: dict[str, Path] = {
     DEFAULT_MODEL_NAME: DEFAULT_MODEL_DIR, DEEP_MODEL_NAME: DEEP_MODEL_DIR,
     **dict(seed_variant(DEFAULT_MODEL_NAME, DEFAULT_MODEL_DIR, s) for s in EXTRA_SEEDS),
+    **dict(seed_variant(DEEP_MODEL_NAME, DEEP_MODEL_DIR, s) for s in EXTRA_SEEDS),
 }
 
 

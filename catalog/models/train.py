@@ -147,6 +147,8 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
     model_name, _ = seed_variant(model_name, Path(folder), seed)
     recipe = dict(base, **(overrides or {}))
     recipe["steps"] = steps or recipe["steps"]
+    if recipe.get("grow_from"):  # seed N grows from the smaller recipe's seed N: the seeds form families
+        recipe["grow_from"] = seed_variant(recipe["grow_from"], Path("model"), seed)[0]
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # AdamW state of rarely used rows decays into slow subnormals
     torch.manual_seed(seed)
@@ -160,11 +162,15 @@ def train(seed: int, out: Path, steps: int | None = None, threads: int = 1,
     )
     model = HookedTransformer(cfg)
     if recipe.get("grow_from"):
-        from catalog.models import load_model
+        from catalog.models import EMBEDDED_MODELS, load_model
 
-        small = load_model(recipe["grow_from"], device="cpu").model
+        source = recipe["grow_from"]
+        if source not in EMBEDDED_MODELS:
+            raise SystemExit(f"cannot grow seed {seed}: there is no {source} to grow from; train it first "
+                             f"(python -m catalog.models.train --seed {seed})")
+        small = load_model(source, device="cpu").model
         if small.tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise SystemExit(f"cannot grow from {recipe['grow_from']}: its vocabulary differs from the recipe's")
+            raise SystemExit(f"cannot grow from {source}: its vocabulary differs from the recipe's")
         grow(small, model)
     model.train()
     data = curriculum.Curriculum(tokenizer, seed, curriculum_name)

@@ -133,8 +133,8 @@ needs_default = pytest.mark.skipif(not checkpoint.is_checkpoint(DEFAULT_MODEL_DI
 
 
 def _seed_model(name: str | None) -> Any:
-    """A parameter for the default model (None) or one of its shipped seed variants, skipped where
-    this checkout does not hold that variant's checkpoint."""
+    """A parameter for an embedded model (None: the default) or one of its shipped seed variants,
+    skipped where this checkout does not hold that model's checkpoint."""
     from catalog import models
 
     folder = models.embedded_model_dir(name)
@@ -226,14 +226,21 @@ def test_deep_model_loads_by_short_name_and_answers_each_task() -> None:
         assert results[key]["accuracy"] >= 0.75, (key, results[key])
 
 
-@needs_deep
 @pytest.mark.slow
-def test_deep_model_meets_its_targets() -> None:
+@pytest.mark.parametrize("name", [_seed_model("catalog-deep"), _seed_model("catalog-deep-seed1"),
+                                  _seed_model("catalog-deep-seed2")])
+def test_deep_model_meets_its_targets(name: str) -> None:
+    """The deep recipe's targets, for the shipped checkpoint and for each extra training seed."""
     from catalog.models.accuracy import evaluate_accuracy
 
-    results = evaluate_accuracy(load_model("catalog-deep", device="cpu"), n=64, seed=7)
+    loaded = load_model(name, device="cpu")
+    assert loaded.name == name and (loaded.shape.n_layers, loaded.shape.n_heads) == (6, 8)
+    results = evaluate_accuracy(loaded, n=64, seed=7)
     for key in ("ioi", "ioi/third-name-ABC", "ioi/third-name-BAC", "ioi/third-name-BCA"):
         assert results[key]["accuracy"] >= 0.9, (key, results[key])
     assert results["colored-objects"]["accuracy"] >= 0.9, results["colored-objects"]
+    # held-out templates: every seed beats chance, the shipped seed 0 clearly (seed 2 generalises
+    # least: 68% on IOI's held-out templates at 256 prompts)
+    margin = 0.3 if name == "catalog-deep" else 0.0
     for key in ("ioi/heldout-templates", "colored-objects/heldout-templates"):
-        assert results[key]["accuracy"] > results[key]["chance"] + 0.3, (key, results[key])
+        assert results[key]["accuracy"] > results[key]["chance"] + margin, (key, results[key])
