@@ -66,6 +66,17 @@ def canonical_model_name(name: str) -> str:
     return ALIASES.get(name.strip().lower(), name.strip())
 
 
+def split_seed(name: str) -> tuple[str, int]:
+    """An embedded model's recipe name and training seed (0 when the name has no ``-seedN``); the
+    inverse of `catalog.models.seed_variant`'s naming.
+
+    >>> split_seed("catalog-deep-seed2"), split_seed("catalog-default"), split_seed("my-seedling")
+    (('catalog-deep', 2), ('catalog-default', 0), ('my-seedling', 0))
+    """
+    base, sep, seed = name.rpartition("-seed")
+    return (base, int(seed)) if sep and base and seed.isdigit() else (name, 0)
+
+
 def known_shape(name: str) -> ModelShape | None:
     """The shape of a known model by any of its names, or None.
 
@@ -79,8 +90,8 @@ def known_shape(name: str) -> ModelShape | None:
     True
     """
     canonical = canonical_model_name(name)
-    base, sep, seed = canonical.rpartition("-seed")
-    if sep and seed.isdigit() and base.startswith("catalog-") and base in KNOWN_SHAPES:
+    base, seed = split_seed(canonical)
+    if seed and base.startswith("catalog-") and base in KNOWN_SHAPES:
         return dataclasses.replace(KNOWN_SHAPES[base], name=canonical)
     return KNOWN_SHAPES.get(canonical)
 

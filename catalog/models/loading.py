@@ -28,7 +28,7 @@ from catalog.models import (
     embedded_model_dir,
     hub,
 )
-from catalog.shapes import canonical_model_name
+from catalog.shapes import canonical_model_name, split_seed
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -184,7 +184,7 @@ def _load(name_or_path: str | None, device: str | None, dtype: str) -> LoadedMod
         name = DEFAULT_MODEL_NAME if is_default else str(name_or_path)
         if not checkpoint.is_checkpoint(folder):
             recipe = " --recipe deep" if name.startswith(DEEP_MODEL_NAME) else ""
-            seed = name.rpartition("-seed")[2] if "-seed" in name else "0"
+            seed = split_seed(name)[1]
             raise ModelLoadError(
                 f"The embedded model {name} is missing from {folder}. Reinstall circuit-catalog, or "
                 f"rebuild it with `python -m catalog.models.train{recipe} --seed {seed}`."
