@@ -24,15 +24,6 @@ DEFAULT_BATCH_SIZE = 64
 Hook = tuple[str, Callable[..., Any]]
 
 
-def format_task_ref(slug: str, options: dict[str, Any]) -> str:
-    """The inverse of `parse_task_ref`.
-
-    >>> format_task_ref("colored-objects", {"n_objects": 5})
-    'colored-objects:n_objects=5'
-    """
-    return slug + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
-
-
 def load(model: Any = None, device: str | None = None) -> Any:
     """A `LoadedModel`: given, named (a catalog model name or path), or the embedded default."""
     if model is not None and not isinstance(model, str):

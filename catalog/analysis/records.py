@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from catalog.tasks.base import format_task_ref
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -37,10 +39,11 @@ class DatasetRef(_Record):
     def name(self) -> str:
         """The task as the command line names it, options included.
 
-        >>> DatasetRef(task="ioi", options={"variant": "third-name"}, n=8, seed=0, dataset_hash="").name
-        'ioi:variant=third-name'
+        >>> DatasetRef(task="ioi", options={"variant": "third-name", "order": "ABC"}, n=8, seed=0,
+        ...            dataset_hash="").name
+        'ioi:variant=third-name,order=ABC'
         """
-        return self.task + "".join(f":{k}={v}" for k, v in self.options.items())
+        return format_task_ref(self.task, self.options)
 
 
 class Composition(_Record):

@@ -288,6 +288,17 @@ def parse_task_ref(ref: str) -> tuple[str, dict[str, Any]]:
     return slug.strip(), options
 
 
+def format_task_ref(slug: str, options: Mapping[str, Any]) -> str:
+    """The inverse of `parse_task_ref`.
+
+    >>> format_task_ref("colored-objects", {"n_objects": 5, "shots": 0})
+    'colored-objects:n_objects=5,shots=0'
+    >>> format_task_ref("ioi", {})
+    'ioi'
+    """
+    return slug + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
+
+
 def task_name(slug: str, spec: TaskSpec, options: Mapping[str, Any]) -> str:
     """The name a task with these build options is stored under: the slug, then the options that
     differ from the builder's defaults (``ioi:counterfactual=s2-swap``; plain ``ioi`` for ABC)."""
@@ -296,7 +307,7 @@ def task_name(slug: str, spec: TaskSpec, options: Mapping[str, Any]) -> str:
     params = inspect.signature(spec.builder).parameters
     given = {k: v for k, v in sorted(options.items())
              if k not in params or params[k].default is inspect.Parameter.empty or params[k].default != v}
-    return slug + (":" + ",".join(f"{k}={v}" for k, v in given.items()) if given else "")
+    return format_task_ref(slug, given)
 
 
 def get_task(slug: str, registry: Mapping[str, TaskSpec] | None = None) -> TaskSpec:
