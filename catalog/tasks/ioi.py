@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import chain, repeat
 from typing import Any
 
 from catalog.errors import TaskError
@@ -93,6 +94,30 @@ def fill(template: str, first: str, second: str, subject: str, place: str, obj: 
 
 _SLOT_RE = re.compile(r"\[(A|B|PLACE|OBJECT)\]")
 
+#: One slot's filling: its pieces of text, each with the name of the mark it sets (or None).
+Pieces = list[tuple[str, str | None]]
+
+
+def _splice(body: str, slots: re.Pattern[str], fill_slot: Callable[[str], Pieces]) -> tuple[str, dict[str, int]]:
+    """`body` with each `slots` match replaced by ``fill_slot(slot name)``, and the character index
+    in the result of each named piece (a later piece of the same name wins).
+
+    >>> _splice("[A] met [B]", _SLOT_RE, lambda slot: [(slot.lower() * 2, slot)])
+    ('aa met bb', {'A': 0, 'B': 7})
+    """
+    out: list[str] = []
+    at: dict[str, int] = {}
+    size, last = 0, 0
+    for m in slots.finditer(body):
+        for text, key in [(body[last:m.start()], None), *fill_slot(m[1])]:
+            if key is not None:
+                at[key] = size
+            out.append(text)
+            size += len(text)
+        last = m.end()
+    out.append(body[last:])
+    return "".join(out), at
+
 
 def fill_marked(template: str, first: str, second: str, subject: str, place: str,
                 obj: str) -> tuple[str, dict[str, int]]:
@@ -102,27 +127,15 @@ def fill_marked(template: str, first: str, second: str, subject: str, place: str
     >>> fill_marked("When [B] and [A] met, [B] gave it to [A]", "Ann", "Bob", "Bob", "x", "y")
     ('When Ann and Bob met, Bob gave it to', {'first': 5, 'second': 13, 's2': 22})
     """
-    body = template[: template.rindex("[A]")].rstrip()
-    out: list[str] = []
-    at: dict[str, int] = {}
-    size, last = 0, 0
-    names = 0
-    for m in _SLOT_RE.finditer(body):
-        out.append(body[last:m.start()])
-        size += m.start() - last
-        slot = m[1]
+    names = chain([("first", first), ("second", second)], repeat(("s2", subject)))
+
+    def fill_slot(slot: str) -> Pieces:
         if slot in ("A", "B"):
-            key = ("first", "second", "s2")[min(names, 2)]
-            names += 1
-            word = {"first": first, "second": second, "s2": subject}[key]
-            at[key] = size
-        else:
-            word = place if slot == "PLACE" else obj
-        out.append(word)
-        size += len(word)
-        last = m.end()
-    out.append(body[last:])
-    return "".join(out), at
+            key, word = next(names)
+            return [(word, key)]
+        return [(place if slot == "PLACE" else obj, None)]
+
+    return _splice(template[: template.rindex("[A]")].rstrip(), _SLOT_RE, fill_slot)
 
 
 def sample_pair(rng: random.Random, split: str, names: tuple[str, ...] = NAMES) -> tuple[str, str]:
@@ -158,22 +171,11 @@ def fill_third_name_marked(template: str, names: tuple[str, str, str], givers: t
     """
     body = template[: template.rindex("[A]")].rstrip()
     body = body.replace("[B] and [A]", "[N]", 1).replace("[B]", "[G]", 1)
-    pieces: dict[str, list[tuple[str, str | None]]] = {
+    pieces: dict[str, Pieces] = {
         "N": [(names[0], "n0"), (", ", None), (names[1], "n1"), (" and ", None), (names[2], "n2")],
         "G": [(givers[0], "g0"), (" and ", None), (givers[1], "g1")],
         "PLACE": [(place, None)], "OBJECT": [(obj, None)]}
-    out: list[str] = []
-    at: dict[str, int] = {}
-    size, last = 0, 0
-    for m in _THIRD_RE.finditer(body):
-        for text, key in [(body[last:m.start()], None), *pieces[m[1]]]:
-            if key is not None:
-                at[key] = size
-            out.append(text)
-            size += len(text)
-        last = m.end()
-    out.append(body[last:])
-    return "".join(out), at
+    return _splice(body, _THIRD_RE, pieces.__getitem__)
 
 
 def _draws(n: int, seed: int, split: str, templates: str,
