@@ -60,13 +60,12 @@ def main() -> None:
     ap.add_argument("--ray-address", default=os.environ.get("CATALOG_TEST_RAY_ADDRESS"))
     ap.add_argument("--sequential-threads", type=int, default=None, help=argparse.SUPPRESS)  # the child run
     args = ap.parse_args()
+    spec = SweepSpec(tasks=("ioi", "colored-objects"), methods=("eap", "eap-ig"), seeds=(0, 1), n=args.n)
     if args.sequential_threads:  # torch reads the thread count from the environment when it loads
         with tempfile.TemporaryDirectory() as tmp:
-            print(sequential(SweepSpec(tasks=("ioi", "colored-objects"), methods=("eap", "eap-ig"), seeds=(0, 1),
-                                       n=args.n), str(Path(tmp) / "seq1.db")))
+            print(sequential(spec, str(Path(tmp) / "seq1.db")))
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    spec = SweepSpec(tasks=("ioi", "colored-objects"), methods=("eap", "eap-ig"), seeds=(0, 1), n=args.n)
     print(f"8 discoveries ({', '.join(spec.tasks)} x {', '.join(spec.methods)} x seeds 0, 1; n={args.n}), "
           f"embedded model, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
