@@ -1,7 +1,10 @@
 """Aggregate queries over many circuits, run as SQL against the nodes table.
 
 None of these loads a graph: they read the ``member`` rows of the nodes table (nodes in the
-circuit, not every scored node), grouped and joined in the database.
+circuit, not every scored node), grouped and joined in the database. Circuits tagged ``part``
+(the per-prompt graphs stored beside a feature circuit) are pieces of another circuit, not
+circuits of their own: counts, the newest circuit per task and membership leave them out
+(`find` still lists them, and membership of named circuits returns what was named).
 """
 
 from __future__ import annotations
@@ -15,12 +18,18 @@ from sqlalchemy.orm import Session
 from catalog.errors import NotFoundError
 from catalog.graph import AnnotationKind
 from catalog.naming import NodeKind, format_node, parse_component, parse_node
+from catalog.provenance import PART_TAG
 from catalog.store.records import ComponentCount, FindHit, Membership, TaskOverlap
-from catalog.store.schema import AnnotationRow, CircuitRow, ModelRow, NodeRow, TaskRow
+from catalog.store.schema import AnnotationRow, CircuitRow, ModelRow, NodeRow, TagRow, TaskRow
 
 
-def _member_filter(names: set[str] | None, kinds: Sequence[str] | None) -> list[Any]:
-    conds: list[Any] = [NodeRow.member.is_(True)]
+def _whole() -> Any:
+    """Circuits that are not a part of another (not tagged ``part``)."""
+    return CircuitRow.id.not_in(select(TagRow.circuit_id).where(TagRow.tag == PART_TAG))
+
+
+def _member_filter(names: set[str] | None, kinds: Sequence[str] | None, whole: bool = True) -> list[Any]:
+    conds: list[Any] = [NodeRow.member.is_(True)] + ([_whole()] if whole else [])
     if names is not None:
         conds.append(ModelRow.name.in_(names))
     if kinds is not None:
@@ -56,7 +65,7 @@ def newest_per_task(s: Session, names: set[str]) -> dict[str, int]:
          .select_from(CircuitRow)
          .join(ModelRow, ModelRow.id == CircuitRow.model_id)
          .join(TaskRow, TaskRow.id == CircuitRow.task_id)
-         .where(ModelRow.name.in_(names))
+         .where(ModelRow.name.in_(names), _whole())
          .group_by(TaskRow.name))
     return {task: int(cid) for task, cid in s.connection().execute(q)}
 
@@ -135,7 +144,7 @@ def membership(s: Session, model: str | None, names: set[str] | None, kinds: Seq
          .select_from(NodeRow)
          .join(CircuitRow, CircuitRow.id == NodeRow.circuit_id)
          .join(ModelRow, ModelRow.id == CircuitRow.model_id)
-         .where(*_member_filter(names, kinds)))
+         .where(*_member_filter(names, kinds, whole=ids is None)))
     tq = (select(CircuitRow.id, TaskRow.name).join(TaskRow, TaskRow.id == CircuitRow.task_id)
           .join(ModelRow, ModelRow.id == CircuitRow.model_id))
     if names is not None:
@@ -143,6 +152,8 @@ def membership(s: Session, model: str | None, names: set[str] | None, kinds: Seq
     if ids is not None:
         q = q.where(NodeRow.circuit_id.in_(ids))
         tq = tq.where(CircuitRow.id.in_(ids))
+    else:
+        tq = tq.where(_whole())
     tasks = {int(cid): task for cid, task in s.connection().execute(tq.order_by(CircuitRow.id))}
     sets: dict[int, set[str]] = {cid: set() for cid in tasks}
     for cid, node_id in s.connection().execute(q).all():

@@ -16,7 +16,7 @@ import pytest
 from catalog.errors import InvalidInputError, NotFoundError
 from catalog.graph import Annotation, AnnotationKind, CircuitGraph, Edge, ModelShape, Node
 from catalog.provenance import PART_TAG, Ablation, Circuit, Provenance, Selection, Source
-from catalog.queries import compare, feature_overlap, feature_reuse, prompt_graph_id
+from catalog.queries import compare, feature_overlap, feature_reuse, pairwise_overlap, prompt_graph_id, reuse
 
 SHAPE = ModelShape("toy-3l", n_layers=3, n_heads=4, d_model=16)
 
@@ -128,6 +128,18 @@ def test_feature_reuse_matrices_with_the_head_level(catalog, ioi_co):
     top = r.features[0]
     assert top.n_tasks == 2 and top.feature == "f1.2[tc]"  # 2 tasks, most influence (0.4 + 0.3)
     assert top.influence == {"colored-objects": pytest.approx(0.3), "ioi": pytest.approx(0.4)}
+
+
+def test_component_reuse_counts_a_feature_circuit_once_not_its_prompt_graphs(catalog, ioi_co):
+    a, b = ioi_co
+    ids = [catalog.add(feature_circuit("ioi", IOI, tags=(PART_TAG,))) for _ in range(3)]  # prompt graphs
+    ids += [catalog.add(a), catalog.add(b)]
+    counts = {c.component: c for c in reuse(catalog, kinds=["feature"]).components}
+    assert counts["f0.1@END[tc]"].n_circuits == 2 and counts["f0.1@END[tc]"].n_tasks == 2
+    assert counts["f2.3@S2[tc]"].n_circuits == 1
+    collapsed = {c.component: c for c in reuse(catalog, kinds=["feature"], collapse_positions=True).components}
+    assert collapsed["f1.2[tc]"].n_circuits == 2
+    assert pairwise_overlap(catalog, kinds=["feature"]).ids == tuple(ids[3:])
 
 
 def test_feature_reuse_without_feature_circuits_says_how_to_get_them(catalog):
