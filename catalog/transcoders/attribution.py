@@ -232,12 +232,13 @@ class _Weights:
         return torch.einsum("qhe,hed->qd", z, self.W_O[layer]) + self.b_O[layer]
 
     def attention_backward(self, layer: int, g: torch.Tensor, pattern: torch.Tensor,
-                           scale: torch.Tensor) -> torch.Tensor:
-        """Gradient at attention's input from ``g`` [R, T, d] at its output (OV path only)."""
+                           scale: torch.Tensor, per_head: bool = False) -> torch.Tensor:
+        """Gradient at attention's input from ``g`` [R, T, d] at its output (OV path only):
+        [R, T, d], or each head's share of it, [R, H, T, d], with `per_head`."""
         w, _ = self.ln1[layer]
         a = torch.einsum("rqd,hed->rhqe", g, self.W_O[layer])
         a = torch.einsum("hqk,rhqe->rhke", pattern, a)
-        x = torch.einsum("rhke,hde->rkd", a, self.W_V[layer])
+        x = torch.einsum("rhke,hde->rhkd" if per_head else "rhke,hde->rkd", a, self.W_V[layer])
         return self.norm_grad(x * w, scale)
 
     def attention_backward_from(self, layer: int, g: torch.Tensor, positions: torch.Tensor, pattern: torch.Tensor,

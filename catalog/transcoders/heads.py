@@ -58,16 +58,6 @@ def _head_outputs(w: _Weights, layer: int, resid: torch.Tensor, pattern: torch.T
     return torch.einsum("hqe,hed->hqd", z, w.W_O[layer])
 
 
-def _head_backward(w: _Weights, layer: int, g: torch.Tensor, pattern: torch.Tensor,
-                   scale: torch.Tensor) -> torch.Tensor:
-    """Each head's share of `_Weights.attention_backward` for one gradient ``g`` [T, d]: ``[H, T, d]``."""
-    lw, _ = w.ln1[layer]
-    a = torch.einsum("qd,hed->hqe", g, w.W_O[layer])
-    a = torch.einsum("hqk,hqe->hke", pattern, a)
-    x = torch.einsum("hke,hde->hkd", a, w.W_V[layer])
-    return w.norm_grad(x * lw, scale)
-
-
 def head_links(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, position: int,
                direction: torch.Tensor, features: Sequence[tuple[int, int, int]]) -> list[FeatureLinks]:
     """The writes and reads of every head for each of `features` ((layer, position, index); only
@@ -88,9 +78,10 @@ def head_links(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, pos
     wf, _ = w.ln_final
     g = [torch.zeros_like(state.embed) for _ in range(n_layers + 1)]
     g[n_layers][position] = w.norm_grad((w.W_U @ direction) * wf, state.ln_final[position])
-    back: list[torch.Tensor] = [torch.empty(0)] * n_layers  # per-head shares of attention_backward(g[l + 1])
+    back: list[torch.Tensor] = [torch.empty(0)] * n_layers  # per-head shares of attention_backward(g[l + 1]) [H, T, d]
     for layer in range(n_layers - 1, -1, -1):
-        back[layer] = _head_backward(w, layer, g[layer + 1], state.patterns[layer], state.ln1[layer])
+        back[layer] = w.attention_backward(layer, g[layer + 1][None], state.patterns[layer], state.ln1[layer],
+                                           per_head=True)[0]
         g[layer] = g[layer + 1] + back[layer].sum(0)
     n_heads = outs[0].shape[0]
     found = []
