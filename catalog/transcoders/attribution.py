@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from catalog.errors import DiscoveryError
+from catalog.errors import DiscoveryError, InvalidInputError
 from catalog.naming import FINAL_NORM_SCALE_HOOK, attn_hook, block_hook
 from catalog.transcoders.model import Transcoder, TranscoderSet, output_hook
 
@@ -74,6 +74,10 @@ class Attribution:
     to node ``t`` (rows only for features and the logit are non-zero). ``bias[t]`` is the total
     bias contribution into ``t`` and ``values[t]`` its value (a feature's pre-activation, the
     target logit), so ``values == adjacency.sum(1) + bias`` on the target rows.
+
+    ``n_active`` counts the prompt's active features. With a feature cap (`attribute`'s
+    `max_feature_nodes`) ``features`` holds only the ones visited, and a row's sum misses what the
+    others sent it: ``values - adjacency.sum(1) - bias`` is their share.
     """
 
     tokens: tuple[int, ...]
@@ -88,6 +92,7 @@ class Attribution:
     values: torch.Tensor
     replacement_logits: torch.Tensor
     real_logits: torch.Tensor
+    n_active: int
 
     @property
     def n_inputs(self) -> int:
@@ -327,13 +332,22 @@ def _layer_sources(tc: Transcoder, acts: torch.Tensor, active: torch.Tensor, fir
 
 
 def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, position: int | None = None,
-              direction: torch.Tensor | None = None) -> Attribution:
+              direction: torch.Tensor | None = None, max_feature_nodes: int | None = None) -> Attribution:
     """The full attribution graph of one prompt.
 
     `tokens` [T] (BOS first); `position` the read position (default the last; later tokens are
     dropped, causality makes them irrelevant); `direction` [V] the target logit as a direction in
     logit space (default: the top logit at `position`).
+
+    `max_feature_nodes` caps the features given rows, as circuit-tracer's option of that name does
+    for large models and long prompts: the logit's row first, then, in batches of `CHUNK`, the
+    unvisited features of most influence on the logit through the rows computed so far, until the
+    cap or until no unvisited feature has any. The graph keeps the visited features only
+    (`_visit_by_influence`); memory goes from (all features)^2 to cap x all features. Without it
+    (or with a cap at or above the active count) every active feature gets its row.
     """
+    if max_feature_nodes is not None and (not isinstance(max_feature_nodes, int) or max_feature_nodes < 1):
+        raise InvalidInputError(f"max_feature_nodes must be a positive number of features, got {max_feature_nodes!r}.")
     _check_model(model, transcoders)
     t = tokens.shape[0] if position is None else position + 1
     if not 1 <= t <= tokens.shape[0]:
@@ -361,13 +375,34 @@ def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, posi
     error_vecs = torch.stack(run["errors"])  # [n_layers, T, d]
     n_in, n_f, n_e = t, len(features), len(errors)
     n = n_in + n_f + n_e + 1
-    adjacency = torch.zeros(n, n, dtype=torch.float64)
-    bias = torch.zeros(n, dtype=torch.float64)
     values = torch.zeros(n, dtype=torch.float64)
     values[n_in:n_in + n_f] = torch.stack(run["pre"])[lay, pos, idx]
     values[-1] = run["logits"][position] @ direction
 
     sweep = _Sweep(weights, state, sources, error_vecs, where)
+    wf, bf = weights.ln_final
+    u = weights.W_U @ direction
+    logit_seed = weights.norm_grad(u * wf, state.ln_final[position])
+    logit_bias = bf @ u + weights.b_U @ direction
+    common = dict(tokens=state.tokens, position=position, direction=direction, errors=tuple(errors),
+                  error_norms=error_vecs.reshape(-1, error_vecs.shape[-1]).norm(dim=-1),
+                  replacement_logits=run["logits"], real_logits=state.real_logits, n_active=n_f)
+    if max_feature_nodes is not None and max_feature_nodes < n_f:
+        kept, visited_rows, row_bias = _visit_by_influence(sweep, position, logit_seed, n_in, n_f, n - 1,
+                                                           max_feature_nodes)
+        row_bias[-1] += logit_bias
+        cols = torch.cat([torch.arange(n_in), n_in + kept, torch.arange(n_in + n_f, n - 1)])
+        m = len(cols) + 1
+        adjacency = torch.zeros(m, m, dtype=torch.float64)
+        adjacency[n_in:n_in + len(kept), :m - 1] = visited_rows[:-1][:, cols]
+        adjacency[m - 1, :m - 1] = visited_rows[-1, cols]
+        bias = torch.zeros(m, dtype=torch.float64)
+        bias[n_in:n_in + len(kept)], bias[-1] = row_bias[:-1], row_bias[-1]
+        return Attribution(features=tuple(features[i] for i in kept.tolist()), activations=activations[kept],
+                           adjacency=adjacency, bias=bias, values=torch.cat([values[cols], values[-1:]]), **common)
+
+    adjacency = torch.zeros(n, n, dtype=torch.float64)
+    bias = torch.zeros(n, dtype=torch.float64)
     # One sweep per chunk of a layer's features (numbered together, by position, so a sweep starts
     # at their layer and stops at their last position: nothing above or after them reaches them),
     # and one for the target logit. Each writes its rows of the adjacency in place.
@@ -375,16 +410,58 @@ def attribute(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, posi
         last = source.first + source.upto[-1]
         for first in range(source.first, last, CHUNK):
             rows = slice(n_in + first, n_in + min(first + CHUNK, last))
-            sweep.features(range(first, min(first + CHUNK, last)), adjacency[rows, :n - 1], bias[rows])
-    wf, bf = weights.ln_final
-    u = weights.W_U @ direction
-    sweep.logit(position, weights.norm_grad(u * wf, state.ln_final[position]), adjacency[n - 1:, :n - 1],
-                bias[n - 1:])
-    bias[-1] += bf @ u + weights.b_U @ direction
-    return Attribution(tokens=state.tokens, position=position, direction=direction, features=tuple(features),
-                       activations=activations, errors=tuple(errors),
-                       error_norms=error_vecs.reshape(-1, error_vecs.shape[-1]).norm(dim=-1), adjacency=adjacency,
-                       bias=bias, values=values, replacement_logits=run["logits"], real_logits=state.real_logits)
+            sweep.features(torch.arange(first, min(first + CHUNK, last)), adjacency[rows, :n - 1], bias[rows])
+    sweep.logit(position, logit_seed, adjacency[n - 1:, :n - 1], bias[n - 1:])
+    bias[-1] += logit_bias
+    return Attribution(features=tuple(features), activations=activations, adjacency=adjacency, bias=bias,
+                       values=values, **common)
+
+
+def _visit_by_influence(sweep: _Sweep, position: int, logit_seed: torch.Tensor, n_in: int, n_f: int, n_cols: int,
+                        cap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows of at most `cap` features, visited in order of influence (see `attribute`).
+
+    Returns the visited features (ascending), their rows [K + 1, n_cols] over every source (the
+    logit's last) and those rows' biases. A feature's influence is estimated as in
+    `pruning.influence`, on the rows computed so far: unvisited features are reached only through
+    the edges into the logit and the visited ones."""
+    from catalog.transcoders.pruning import normalised
+
+    rows = torch.zeros(cap + 1, n_cols, dtype=torch.float64)  # row 0 the logit, then features as visited
+    bias = torch.zeros(cap + 1, dtype=torch.float64)
+    sweep.logit(position, logit_seed, rows[:1], bias[:1])
+    row_node = torch.full((cap + 1,), -1, dtype=torch.long)  # each row's feature (-1: the logit)
+    visited = torch.zeros(n_f, dtype=torch.bool)
+    m = 1
+    while m <= cap:
+        a = normalised(rows[:m].clone())
+        weight = torch.zeros(m, dtype=torch.float64)
+        weight[0] = 1.0
+        reach = torch.zeros(n_cols, dtype=torch.float64)
+        for _ in range(m):  # acyclic: ends when nothing more is reached
+            step = weight @ a
+            if not bool(step.any()):
+                break
+            reach += step
+            weight = torch.zeros_like(weight)
+            weight[1:] = step[n_in + row_node[1:m]]
+        score = reach[n_in:n_in + n_f].masked_fill(visited, 0.0)
+        pick = score.argsort(descending=True, stable=True)[:min(CHUNK, cap + 1 - m)]
+        pick = pick[score[pick] > 0]
+        if not len(pick):
+            break
+        visited[pick] = True
+        layers = sweep.where[pick, 0]
+        for layer in layers.unique().tolist():
+            batch = pick[layers == layer].sort().values  # one layer, in position order
+            sweep.features(batch, rows[m:m + len(batch)], bias[m:m + len(batch)])
+            row_node[m:m + len(batch)] = batch
+            m += len(batch)
+    kept = visited.nonzero()[:, 0]
+    row_of = torch.empty(n_f, dtype=torch.long)
+    row_of[row_node[1:m]] = torch.arange(1, m)
+    order = torch.cat([row_of[kept], torch.zeros(1, dtype=torch.long)])  # features ascending, the logit last
+    return kept, rows[order], bias[order]
 
 
 class _Sweep:
@@ -406,10 +483,11 @@ class _Sweep:
         self.attention_bias = torch.stack([weights.attention_bias(layer, state.patterns[layer])
                                            for layer in range(len(weights.tc))])
 
-    def features(self, targets: range, out: torch.Tensor, bias: torch.Tensor) -> None:
-        """Sweep for the features `targets` (all in one layer, numbered by position): each reads
-        the stream before its layer's MLP, ``x @ W_enc[:, i] + b_enc[i]`` with ``x`` normalised."""
-        lay, pos, idx = self.where[targets.start:targets.stop].unbind(1)
+    def features(self, targets: torch.Tensor, out: torch.Tensor, bias: torch.Tensor) -> None:
+        """Sweep for the features `targets` (ascending, all in one layer, so in position order):
+        each reads the stream before its layer's MLP, ``x @ W_enc[:, i] + b_enc[i]`` with ``x``
+        normalised."""
+        lay, pos, idx = self.where[targets].unbind(1)
         layer = int(lay[0])
         tc = self.weights.tc[layer]
         t = int(pos.max()) + 1

@@ -104,7 +104,8 @@ def figures_of(att: Attribution, pruned: Pruned) -> dict[str, float]:
     return {
         "target": float(att.values[att.logit_index]),
         "completeness": inputs / (inputs + errors) if inputs + errors > 0 else 0.0,
-        "active_features": float(len(att.features)),
+        "active_features": float(att.n_active),
+        "attributed_features": float(len(att.features)),  # fewer under a max_feature_nodes cap
         "kept_features": float(pruned.nodes[att.n_inputs:first_err].sum()),
         "kept_edges": float(pruned.edges.sum()),
         "replacement_logit_error": float((att.replacement_logits - att.real_logits).abs().max()),

@@ -216,6 +216,49 @@ def test_influence_and_pruning(model64, ioi):
         prune(att, 0.0, 0.9)
 
 
+def _restricted(full, capped):
+    """The uncapped graph's rows (the capped graph's features, then the logit) and columns (inputs,
+    those features, errors) in the capped graph's order, with the rows' biases."""
+    idx = torch.tensor([full.features.index(f) for f in capped.features], dtype=torch.long)
+    n_in, n_f = full.n_inputs, len(full.features)
+    cols = torch.cat([torch.arange(n_in), n_in + idx, torch.arange(n_in + n_f, full.logit_index)])
+    rows = torch.cat([n_in + idx, torch.tensor([full.logit_index])])
+    return full.adjacency[rows][:, cols], full.bias[rows], idx
+
+
+def test_a_feature_cap_visits_features_by_influence_and_keeps_their_edges_exact(model64, ioi):
+    from catalog.transcoders.pruning import normalised as norm
+
+    tokens, position = prompt(ioi)
+    direction = logit_diff_direction(ioi, 0, model64.cfg.d_vocab)
+    full = attribute(model64, random_set(), tokens, position, direction)
+    n_f = len(full.features)
+    influential = int((prune(full).influence[full.n_inputs:full.n_inputs + n_f] > 0).sum())
+    assert 40 < influential < n_f  # some features reach nothing: a cap above this visits no more
+    for cap in (n_f - 1, influential, 40):
+        capped = attribute(model64, random_set(), tokens, position, direction, max_feature_nodes=cap)
+        assert capped.n_active == n_f and len(capped.features) == min(cap, influential)
+        assert capped.values[capped.logit_index] == full.values[full.logit_index]
+        sub, bias, idx = _restricted(full, capped)
+        targets = torch.cat([torch.arange(capped.n_inputs, capped.n_inputs + len(capped.features)),
+                             torch.tensor([capped.logit_index])])
+        assert torch.allclose(capped.adjacency[targets][:, :capped.logit_index], sub, atol=TOL, rtol=0)
+        assert torch.allclose(capped.bias[targets], bias, atol=TOL, rtol=0)
+        assert int((capped.adjacency != 0).sum()) == int((sub != 0).sum())  # no other entry
+    # at or above the influential features the cap drops only features of no influence: same pruning
+    capped = attribute(model64, random_set(), tokens, position, direction, max_feature_nodes=n_f - 1)
+    _, _, idx = _restricted(full, capped)
+    kept_full = prune(full).nodes[full.n_inputs:full.n_inputs + n_f].nonzero().flatten()
+    kept_capped = idx[prune(capped).nodes[capped.n_inputs:capped.n_inputs + len(capped.features)]]
+    assert kept_full.tolist() == kept_capped.tolist()
+    # a cap under one batch is one visit: the features most influential through the logit's row alone
+    small = attribute(model64, random_set(), tokens, position, direction, max_feature_nodes=40)
+    direct = norm(full.adjacency[full.logit_index:, :full.logit_index].clone())[0, full.n_inputs:full.n_inputs + n_f]
+    assert set(_restricted(full, small)[2].tolist()) == set(direct.argsort(descending=True, stable=True)[:40].tolist())
+    with pytest.raises(Exception, match="max_feature_nodes"):
+        attribute(model64, random_set(), tokens, position, direction, max_feature_nodes=0)
+
+
 def test_heads_reads_of_a_feature_add_up_to_its_edge_into_the_target(model64, ioi):
     """`head_links`'s reads: the feature -> logit edge of the graph splits exactly over the first
     head each path passes through, plus the residual-only rest at the read position."""

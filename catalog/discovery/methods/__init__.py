@@ -44,7 +44,8 @@ METHODS: dict[str, MethodSpec] = {
                    "pruned by influence; a task's prompts aggregate into its feature circuit.",
                    Granularity.CIRCUIT, f"{_HERE}.attribution_graph",
                    MappingProxyType({"transcoders": None, "prompts": 16, "node_threshold": 0.8,
-                                     "edge_threshold": 0.98, "min_fraction": 0.25})),
+                                     "edge_threshold": 0.98, "min_fraction": 0.25,
+                                     "max_feature_nodes": None})),
     )
 }
 

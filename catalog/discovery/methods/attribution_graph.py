@@ -11,7 +11,9 @@ One prompt gives its own graph. Several give the task's feature circuit, aggrega
 (`catalog.transcoders.circuits.aggregate`), with each prompt's graph returned as a part that the
 job stores with the run. Parameters: `transcoders` (a folder; default the set shipped for the
 model), `prompts` (how many of the dataset's prompts, default 16), `node_threshold` (0.8) and
-`edge_threshold` (0.98), `min_fraction` (0.25: the share of prompts a feature must appear in).
+`edge_threshold` (0.98), `min_fraction` (0.25: the share of prompts a feature must appear in),
+`max_feature_nodes` (none: every active feature gets its row; a number caps them, visited in
+order of influence, for models and prompts whose full graph would not fit in memory).
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def _label(tokenizer: Any, direction: torch.Tensor) -> str:
 
 
 def run(inputs: MethodInputs, transcoders: str | None = None, prompts: int = 16, node_threshold: float = 0.8,
-        edge_threshold: float = 0.98, min_fraction: float = 0.25) -> SelectedCircuit:
+        edge_threshold: float = 0.98, min_fraction: float = 0.25,
+        max_feature_nodes: int | None = None) -> SelectedCircuit:
     """The `Method` entry point (see the module docstring)."""
     model, shape = model_and_shape(inputs.model)
     shape = inputs.shape or shape
@@ -84,14 +87,16 @@ def run(inputs: MethodInputs, transcoders: str | None = None, prompts: int = 16,
     for i in range(count):
         part = ds[i:i + 1]
         position, tokens, direction = prompt_target(model, part, inputs.metric)
-        att = attribute(model, tset, tokens, position, direction)
+        att = attribute(model, tset, tokens, position, direction, max_feature_nodes)
         kept = prune(att, node_threshold, edge_threshold)
         pg = prompt_graph(att, kept, shape, tset, lambda t: _text(tokenizer, t), _label(tokenizer, direction))
         roles.append([role_at(part, p) for p in range(position + 1)])
-        details = _details(pg, _prompt_text(ds, i), folder, tset, node_threshold, edge_threshold, shape.name)
+        details = _details(pg, _prompt_text(ds, i), folder, tset, node_threshold, edge_threshold, shape.name,
+                           max_feature_nodes)
         parts.append(SelectedCircuit(pg.graph, details=details, metrics=pg.figures))
         inputs.report("prompts", i + 1, count)
-    params = {"transcoder_set": str(folder), "dictionary": dictionary_of(tset), "prompts_used": count}
+    params = {"transcoder_set": str(folder), "dictionary": dictionary_of(tset), "prompts_used": count,
+              "max_feature_nodes": max_feature_nodes}
     if count == 1 and len(ds) == 1:  # one prompt: its own graph is the result
         only = parts[0]
         return SelectedCircuit(only.graph, details={**only.details, **params}, metrics=only.metrics)
@@ -112,13 +117,13 @@ def role_at(part: Any, position: int) -> str:
 
 
 def _details(pg: Any, prompt: str, folder: Any, tset: TranscoderSet, node_threshold: float,
-             edge_threshold: float, model: str) -> dict[str, Any]:
+             edge_threshold: float, model: str, max_feature_nodes: int | None) -> dict[str, Any]:
     """A prompt graph's method parameters, in the layout circuit-tracer files import to, so that
     it exports (and imports back) as a circuit-tracer / Neuronpedia graph."""
     dictionary = dictionary_of(tset)
     return {
         "prompt": prompt, "prompt_tokens": pg.tokens, "dictionary": dictionary,
-        "transcoder_set": str(folder),
+        "transcoder_set": str(folder), "max_feature_nodes": max_feature_nodes,
         "attribution": {
             "nodes": pg.values, "pinned": [],
             "metadata": {"scan": model, "prompt": prompt, "prompt_tokens": pg.tokens,
