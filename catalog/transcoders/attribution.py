@@ -422,10 +422,10 @@ def _visit_by_influence(sweep: _Sweep, position: int, logit_seed: torch.Tensor, 
     """The rows of at most `cap` features, visited in order of influence (see `attribute`).
 
     Returns the visited features (ascending), their rows [K + 1, n_cols] over every source (the
-    logit's last) and those rows' biases. A feature's influence is estimated as in
-    `pruning.influence`, on the rows computed so far: unvisited features are reached only through
-    the edges into the logit and the visited ones."""
-    from catalog.transcoders.pruning import normalised
+    logit's last) and those rows' biases. A feature's influence is estimated on the rows computed
+    so far: `pruning.influence` over the visited nodes gives each row's total weight from the logit
+    (paths through visited features only), and one product with the rows carries it to every source."""
+    from catalog.transcoders.pruning import influence, normalised
 
     rows = torch.zeros(cap + 1, n_cols, dtype=torch.float64)  # row 0 the logit, then features as visited
     bias = torch.zeros(cap + 1, dtype=torch.float64)
@@ -434,18 +434,12 @@ def _visit_by_influence(sweep: _Sweep, position: int, logit_seed: torch.Tensor, 
     visited = torch.zeros(n_f, dtype=torch.bool)
     m = 1
     while m <= cap:
-        a = normalised(rows[:m].clone())
-        weight = torch.zeros(m, dtype=torch.float64)
+        a = normalised(rows[:m])
+        among = torch.zeros(m, m, dtype=torch.float64)  # the rows' edges between visited nodes
+        among[:, 1:] = a[:, n_in + row_node[1:m]]
+        weight = influence(among, 0)
         weight[0] = 1.0
-        reach = torch.zeros(n_cols, dtype=torch.float64)
-        for _ in range(m):  # acyclic: ends when nothing more is reached
-            step = weight @ a
-            if not bool(step.any()):
-                break
-            reach += step
-            weight = torch.zeros_like(weight)
-            weight[1:] = step[n_in + row_node[1:m]]
-        score = reach[n_in:n_in + n_f].masked_fill(visited, 0.0)
+        score = (weight @ a)[n_in:n_in + n_f].masked_fill(visited, 0.0)
         pick = score.argsort(descending=True, stable=True)[:min(CHUNK, cap + 1 - m)]
         pick = pick[score[pick] > 0]
         if not len(pick):
