@@ -26,6 +26,7 @@ from catalog.errors import InvalidInputError
 from catalog.graph import ModelShape
 from catalog.naming import NodeKind, attn_hook, block_hook, format_node, parse_node, with_role
 from catalog.provenance import Ablation
+from catalog.tasks.base import parse_task_ref
 
 if TYPE_CHECKING:
     import torch
@@ -224,7 +225,7 @@ def intervene(cat: Catalog | None, ref: str | int | None = None, *, model: Any =
     except ValueError:
         raise InvalidInputError(f"Unknown ablation '{ablation}'; use counterfactual, mean or zero.") from None
     task_ref = task or circuit.task  # type: ignore[union-attr]
-    slug = context.parse_task_ref(task_ref)[0]
+    slug = parse_task_ref(task_ref)[0]
     # Check every argument against the model's shape before loading anything heavy.
     shape = circuit.graph.shape if circuit is not None else None
     if shape is not None:
@@ -235,7 +236,7 @@ def intervene(cat: Catalog | None, ref: str | int | None = None, *, model: Any =
     src = src_roles = None
     if patch_from:
         src, _ = context.build(loaded, patch_from, n, seed)
-        src_slug = context.parse_task_ref(patch_from)[0]
+        src_slug = parse_task_ref(patch_from)[0]
         for t in p:
             if t.role:
                 check_role(src_slug, t.role, src)

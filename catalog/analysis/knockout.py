@@ -22,6 +22,7 @@ from catalog.analysis.records import DamageCell, KnockoutMatrix, Outcome
 from catalog.errors import InvalidInputError, NotFoundError
 from catalog.naming import NodeKind, component_of
 from catalog.provenance import Ablation
+from catalog.tasks.base import parse_task_ref
 
 if TYPE_CHECKING:
     from catalog.store import Catalog
@@ -114,7 +115,7 @@ def _resolve(cat: Catalog, task: str, model: str | None) -> int:
     from catalog.tasks import get_task
     from catalog.tasks.base import task_name
 
-    slug, options = context.parse_task_ref(task)
+    slug, options = parse_task_ref(task)
     spec = get_task(slug)
     try:
         return cat.resolve(task_name(spec.slug, spec, options), model=model)
